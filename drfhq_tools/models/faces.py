@@ -1,0 +1,105 @@
+"""dlib face detection and landmarks, loaded from the weights home (one instance per process).
+
+Detection policy: dlib's HOG detector first, upsampled so that small images still show faces of
+~80 px; dlib's CNN (MMOD) detector as the fallback for images where HOG finds nothing (hard CG pose
+and light). Boxes are (left, top, right, bottom) in source pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import dlib
+import numpy as np
+from PIL import Image
+
+from .weights import resolve
+
+DETECTORS = ("hog", "cnn", "hog+cnn")
+_HOG_TARGET_SIDE = 400      # upsample small images until their short side reaches this (HOG's window is 80 px)
+_CNN_MAX_SIDE = 720         # the CNN detector's cost grows with area: run it on a bounded copy
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    box: tuple[float, float, float, float]
+    score: float
+    detector: str
+
+    @property
+    def area(self) -> float:
+        return max(self.box[2] - self.box[0], 0) * max(self.box[3] - self.box[1], 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _hog():
+    return dlib.get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=None)
+def _cnn():
+    return dlib.cnn_face_detection_model_v1(str(resolve("dlib-mmod-detector").path))
+
+
+@functools.lru_cache(maxsize=None)
+def _predictor(name: str):
+    return dlib.shape_predictor(str(resolve(name).path))
+
+
+def model_names(detector: str) -> list[str]:
+    names = ["dlib-landmarks-68", "dlib-landmarks-5"]
+    if "cnn" in detector:
+        names.append("dlib-mmod-detector")
+    return names
+
+
+def _upsample_for(shape: tuple[int, ...], target: int) -> int:
+    side, up = min(shape[:2]), 0
+    while side * (2 ** up) < target and up < 2:
+        up += 1
+    return up
+
+
+def detect_hog(rgb: np.ndarray) -> list[FaceBox]:
+    rects, scores, _ = _hog().run(rgb, _upsample_for(rgb.shape, _HOG_TARGET_SIDE), 0.0)
+    return [FaceBox((r.left(), r.top(), r.right(), r.bottom()), float(s), "dlib-hog") for r, s in zip(rects, scores)]
+
+
+def detect_cnn(rgb: np.ndarray) -> list[FaceBox]:
+    scale = min(1.0, _CNN_MAX_SIDE / max(rgb.shape[:2]))
+    small = rgb
+    if scale < 1.0:
+        small = np.asarray(Image.fromarray(rgb).resize(
+            (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), Image.BILINEAR, reducing_gap=2.0))
+    up = _upsample_for(small.shape, 320)
+    found = _cnn()(small, up)
+    return [FaceBox(tuple(v / scale for v in (d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom())),
+                    float(d.confidence), "dlib-cnn") for d in found]
+
+
+def detect_faces(rgb: np.ndarray, detector: str = "hog+cnn") -> list[FaceBox]:
+    faces: list[FaceBox] = []
+    if detector in ("hog", "hog+cnn"):
+        faces = detect_hog(rgb)
+    if not faces and detector in ("cnn", "hog+cnn"):
+        faces = detect_cnn(rgb)
+    return faces
+
+
+def _rect(box) -> "dlib.rectangle":
+    return dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])), int(round(box[3])))
+
+
+def landmarks(rgb: np.ndarray, box, points: int = 68) -> np.ndarray:
+    """points x 2 float32 landmark coordinates (x, y) in source pixels."""
+    shape = _predictor(f"dlib-landmarks-{points}")(rgb, _rect(box))
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
+
+
+def face_chip(rgb: np.ndarray, box, landmarks5: np.ndarray, size: int, padding: float) -> np.ndarray:
+    """dlib's aligned face chip (similarity from the 5 landmarks), size x size x 3 uint8."""
+    parts = dlib.points([dlib.point(int(round(x)), int(round(y))) for x, y in landmarks5])
+    shape = dlib.full_object_detection(_rect(box), parts)
+    details = dlib.get_face_chip_details(shape, size, padding)
+    return np.ascontiguousarray(dlib.extract_image_chip(rgb, details))

@@ -1,0 +1,36 @@
+"""Rich tables that close a run."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _counts_table(title: str, counts: Counter) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("value")
+    table.add_column("n", justify="right")
+    for value, n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+        table.add_row(str(value), str(n))
+    return table
+
+
+def print_build_summary(result, console: Console) -> None:
+    manifest = result.manifest
+    status = manifest.column("status").to_pylist()
+    rows = manifest.select(["status", "reject_reason", "gender", "age_group", "race"]).to_pylist()
+    ok = [r for r in rows if r["status"] == "ok"]
+    console.print(f"[bold]{result.out}[/]: {len(status)} files, {result.processed} processed now, {result.reused} reused")
+    tables = [
+        _counts_table("status", Counter(status)),
+        _counts_table("rejected: reason", Counter(r["reject_reason"] for r in rows if r["status"] == "rejected")),
+        _counts_table("ok: gender", Counter(r["gender"] for r in ok)),
+        _counts_table("ok: age group", Counter(r["age_group"] for r in ok)),
+        _counts_table("ok: race", Counter(r["race"] for r in ok)),
+    ]
+    from rich.columns import Columns
+
+    console.print(Columns(tables))
+    console.print(f"manifest: {result.out / 'manifest.parquet'}   build record: {result.out / 'build.json'}")
