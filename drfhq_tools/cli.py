@@ -101,3 +101,7 @@ def models_setup_offline(download_dir: Optional[Path] = typer.Option(None, help=
 
 def main() -> None:  # pragma: no cover
     sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

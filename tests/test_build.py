@@ -1,0 +1,144 @@
+"""build-dataset as a whole: one row per file, bad input kept as rows, metadata, resume, locking."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import copy_files
+from drfhq_tools.dataset.build import build_dataset
+from drfhq_tools.dataset.config import BuildConfig
+from drfhq_tools.dataset.schema import MANIFEST_SCHEMA
+from drfhq_tools.errors import DrfhqError, MissingWeightsError
+from drfhq_tools.io import FolderLock
+
+DRFHQ = [sys.executable, "-m", "drfhq_tools.cli"]
+
+
+def _frl(fixtures, n):
+    return sorted((fixtures / "real/frl_canada").glob("*.jpg"))[:n]
+
+
+def test_manifest_schema_and_one_row_per_input_file(fixture_dataset, fixtures):
+    table = pq.read_table(fixture_dataset / "manifest.parquet")
+    inputs = [p for p in fixtures.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".png")]
+    assert table.num_rows == len(inputs)
+    assert table.schema.remove_metadata().equals(MANIFEST_SCHEMA.remove_metadata())
+    assert table.schema.metadata[b"drfhq.schema_version"] == b"1.0"
+    m = table.to_pandas()
+    assert m.id.is_unique and m.source_path.is_unique
+    ok = m[m.status == "ok"]
+    assert ok.landmarks_68.map(len).eq(136).all() and ok.align_quad.map(len).eq(8).all()
+    assert (ok.gender_source == "gender-v1").all() and ok.gender.isin(["female", "male"]).all()
+    assert (ok.age_source == "age-v1").all() and ok.age_group.notna().all()
+    assert (m.race == "unknown").all() and (m.race_source == "none").all()     # no race model here
+    for rel in ok.image_path:
+        assert (fixture_dataset / rel).is_file()
+    record = json.loads((fixture_dataset / "build.json").read_text())
+    assert set(record["models"]) >= {"dlib-landmarks-68", "age-v1", "gender-v1"}
+    assert all(len(v["sha256"]) == 64 for v in record["models"].values())
+    assert record["config"]["size"] == 256
+
+
+def test_bad_inputs_become_rejected_rows_and_the_build_goes_on(fixtures, tmp_path):
+    src = copy_files(_frl(fixtures, 2), tmp_path / "src")
+    (src / "empty.png").write_bytes(b"")
+    (src / "notes.bin").write_bytes(b"\x00\x01 not an image")
+    (src / "half.jpg").write_bytes((fixtures / "real/frl_canada/003f.jpg").read_bytes()[:3000])
+    out = tmp_path / "out"
+    build_dataset(BuildConfig(src=str(src), out=str(out), size=256))
+    m = pq.read_table(out / "manifest.parquet").to_pandas().set_index("source_path")
+    assert m.loc["empty.png", "reject_reason"] == "empty_file"
+    assert m.loc["notes.bin", "reject_reason"] == "not_an_image"
+    assert m.loc["half.jpg", "reject_reason"] == "truncated"
+    assert (m.loc[[p.name for p in _frl(fixtures, 2)], "status"] == "ok").all()
+
+
+def test_metadata_wins_and_other_columns_are_carried(fixtures, tmp_path):
+    files = _frl(fixtures, 4)
+    src = copy_files(files, tmp_path / "src")
+    meta = tmp_path / "meta.csv"
+    meta.write_text("stem,sex,age,ethnicity,character_id,lighting\n"
+                    f"{files[0].stem},F,34,East Asian,c1,key\n{files[1].stem},male,20-29,,c2,rim\n")
+    out = tmp_path / "out"
+    build_dataset(BuildConfig(src=str(src), out=str(out), size=256, metadata=str(meta)))
+    m = pq.read_table(out / "manifest.parquet").to_pandas().set_index("source_path")
+    a, b, c = m.loc[files[0].name], m.loc[files[1].name], m.loc[files[2].name]
+    assert (a.gender, a.gender_source, a.gender_confidence) == ("female", "metadata", 1.0)
+    assert (a.age_years, a.age_group, a.age_source) == (34.0, "30-39", "metadata")
+    assert (a.race, a.race_source, a.identity_id, a.meta_lighting) == ("east_asian", "metadata", "c1", "key")
+    assert (b.age_group, b.age_source) == ("20-29", "metadata") and b.race == "unknown"
+    assert c.gender_source == "gender-v1" and pd.isna(c.meta_lighting)
+
+
+def test_adding_files_processes_only_the_new_ones(fixtures, tmp_path):
+    src = copy_files(_frl(fixtures, 3), tmp_path / "src")
+    out = tmp_path / "out"
+    first = build_dataset(BuildConfig(src=str(src), out=str(out), size=256))
+    assert (first.processed, first.reused) == (3, 0)
+    copy_files(_frl(fixtures, 5)[3:], src)
+    second = build_dataset(BuildConfig(src=str(src), out=str(out), size=256))
+    assert (second.processed, second.reused) == (2, 3)
+    assert second.manifest.num_rows == 5
+    os.utime(src / _frl(fixtures, 1)[0].name, ns=(1, 1))     # a touched file counts as changed
+    third = build_dataset(BuildConfig(src=str(src), out=str(out), size=256))
+    assert (third.processed, third.reused) == (1, 4)
+
+
+def test_killed_build_resumes_to_the_same_manifest(fixtures, tmp_path):
+    src = copy_files(_frl(fixtures, 14), tmp_path / "src")
+    args = ["--size", "256", "--batch-size", "2", "--workers", "1"]
+    reference = tmp_path / "reference"
+    subprocess.run([*DRFHQ, "build-dataset", str(src), str(reference), *args], check=True, capture_output=True)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*DRFHQ, "build-dataset", str(src), str(out), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob(".work/*/batch-*.parquet"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.parquet").exists(), "the run finished before it could be killed"
+    resumed = subprocess.run([*DRFHQ, "build-dataset", str(src), str(out), *args], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert pq.read_table(out / "manifest.parquet").equals(pq.read_table(reference / "manifest.parquet"))
+    record = json.loads((out / "build.json").read_text())
+    assert record["reused"] >= 4 and record["processed_this_run"] <= 10
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(p.name for p in (reference / "images").iterdir())
+
+
+def test_a_second_build_on_the_same_out_is_refused(fixtures, tmp_path):
+    src = copy_files(_frl(fixtures, 1), tmp_path / "src")
+    out = tmp_path / "out"
+    with FolderLock(out, "drfhq build-dataset"):
+        with pytest.raises(DrfhqError, match="another drfhq build-dataset is running"):
+            build_dataset(BuildConfig(src=str(src), out=str(out), size=256))
+
+
+def test_options_are_checked_before_anything_is_written(tmp_path, fixtures):
+    out = tmp_path / "never"
+    bad = [["--size", "300"], ["--detector", "magic"], ["--workers", "0"], ["--multi-face", "all"],
+           ["--metadata", str(tmp_path / "missing.csv")], ["--age-bins", "5,10"]]
+    for extra in bad:
+        result = subprocess.run([*DRFHQ, "build-dataset", str(fixtures / "nonface"), str(out), *extra],
+                                capture_output=True, text=True)
+        assert result.returncode == 2, (extra, result.stderr)
+        assert "error:" in result.stderr
+        assert not out.exists()
+
+
+def test_missing_weights_name_the_file_and_the_fix(tmp_path, monkeypatch, fixtures):
+    monkeypatch.setenv("DRFHQ_HOME", str(tmp_path / "empty-home"))
+    with pytest.raises(MissingWeightsError) as info:
+        build_dataset(BuildConfig(src=str(fixtures / "nonface"), out=str(tmp_path / "out")))
+    text = str(info.value)
+    assert "age-v1.onnx" in text and "empty-home/age-v1/age-v1.onnx" in text and "setup-offline" in text
+    assert not (tmp_path / "out").exists()

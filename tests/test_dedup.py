@@ -1,0 +1,74 @@
+"""Duplicate finding: the candidate search equals brute force, and planted copies are found while
+different poses of one CG identity are not merged."""
+
+import io
+import itertools
+import random
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+from drfhq_tools.dataset.build import build_dataset
+from drfhq_tools.dataset.config import BuildConfig
+from drfhq_tools.dataset.dedup import group_duplicates, hamming, near_pairs
+
+
+def test_multi_index_search_equals_brute_force():
+    rng = random.Random(0)
+    base = [rng.getrandbits(256) for _ in range(40)]
+    hashes = list(base)
+    for h in base[:20]:   # close relatives at 1..20 bits
+        flips = rng.sample(range(256), rng.randint(1, 20))
+        hashes.append(h ^ sum(1 << b for b in flips))
+    hashes.append(None)
+    for threshold in (0, 5, 12, 16):
+        found = {(i, j) for i, j, _ in near_pairs(hashes, threshold)}
+        brute = {(i, j) for i, j in itertools.combinations(range(len(hashes)), 2)
+                 if hashes[i] is not None and hashes[j] is not None and hamming(hashes[i], hashes[j]) <= threshold}
+        assert found == brute
+
+
+def test_groups_are_transitive_and_keep_the_best_item():
+    pixel = ["a", "b", "a", "c", "d"]
+    phash = [0b0, 0b1, 0b0, 0b1111 << 100, 0b11]   # 0~1~4 by phash, 0=2 by pixels, 3 alone
+    quality = [(100.0, 1.0, 0), (120.0, 1.0, -1), (100.0, 1.0, -2), (500.0, 1.0, -3), (90.0, 1.0, -4)]
+    rep, kind = group_duplicates(pixel, phash, 2, quality)
+    assert rep == [1, 1, 1, 3, 1]
+    assert kind == ["near", None, "near", None, "near"]
+    rep, kind = group_duplicates(pixel, phash, 0, quality)
+    assert rep[0] == rep[2] and kind[2] == "exact" and rep[1] == 1
+
+
+def test_planted_copies_found_and_identities_not_merged(fixtures, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(fixtures / "render/replicantface_2ids_mit", src / "replicant")
+    original = Image.open(fixtures / "real/frl_canada/003f.jpg").convert("RGB")
+    planted = src / "planted"
+    planted.mkdir()
+    original.save(planted / "original.png")
+    original.save(planted / "reencoded.webp", lossless=True)                       # same pixels, other codec
+    buf = io.BytesIO()
+    original.save(buf, "JPEG", quality=80)
+    (planted / "lossy.jpg").write_bytes(buf.getvalue())                              # lossy re-encode
+    original.resize((original.width * 7 // 10, original.height * 7 // 10), Image.LANCZOS).save(planted / "resized.png")
+    w, h = original.size
+    original.crop((w // 12, h // 14, w - w // 20, h - h // 16)).save(planted / "cropped.png")
+    out = tmp_path / "out"
+    build_dataset(BuildConfig(src=str(src), out=str(out), size=256, workers=2, predict_attributes=False))
+    m = pq.read_table(out / "manifest.parquet").to_pandas().set_index("source_path")
+    group = m.loc["planted/original.png", "duplicate_group"]
+    copies = ["planted/reencoded.webp", "planted/lossy.jpg", "planted/resized.png", "planted/cropped.png"]
+    assert (m.loc[copies + ["planted/original.png"], "duplicate_group"] == group).all()
+    assert (m.loc[[*copies, "planted/original.png"], "status"] == "duplicate").sum() == 4
+    members = m.loc[[*copies, "planted/original.png"]]
+    rep = m[m.id == group].iloc[0]
+    assert rep.face_size_px == members.face_size_px.max()          # the documented representative rule
+    assert m.loc["planted/original.png", "pixel_sha256"] == m.loc["planted/reencoded.webp", "pixel_sha256"]
+    for _, row in members[members.status == "duplicate"].iterrows():
+        assert row.duplicate_kind == ("exact" if row.pixel_sha256 == rep.pixel_sha256 else "near")
+    replicant = m[m.index.str.startswith("replicant/") & m.reject_reason.isna()]
+    assert len(replicant) >= 28
+    assert (replicant.status == "ok").all(), replicant[replicant.status != "ok"][["duplicate_of"]]
+    assert replicant.duplicate_group.nunique() == len(replicant)
