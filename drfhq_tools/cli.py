@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from .console import console, progress_bar
@@ -58,6 +59,85 @@ def build_dataset_cmd(
     except (DrfhqError, ValueError) as exc:
         _fail(exc)
     print_build_summary(result, console)
+
+
+@app.command("bench")
+def bench_cmd(
+    dataset: Path = typer.Option(..., help="A dataset from `drfhq build-dataset`."),
+    real: Path = typer.Option(..., help="Real face photos: a dataset, a folder of aligned images, or raw photos."),
+    out: Path = typer.Option(..., help="Run folder: results.duckdb, *.parquet, report.html."),
+    baselines: Optional[str] = typer.Option(None, help="Comma list: input, color-transfer, NAME=DIR (default: input,color-transfer)."),
+    lpips_net: Optional[str] = typer.Option(None, help="LPIPS backbone: alex (default) or vgg."),
+    identity: Optional[str] = typer.Option(None, help="auto (ArcFace if imported, else dlib) | dlib | arcface."),
+    slices: Optional[str] = typer.Option(None, help="Slice columns, default gender,age_group,race."),
+    cross: Optional[str] = typer.Option(None, help="Crossings, e.g. gender*age_group (comma-separated)."),
+    kid_subsets: Optional[int] = typer.Option(None, help="KID subsets (default 100)."),
+    kid_subset_size: Optional[int] = typer.Option(None, help="KID subset size (default 1000; smaller slices use all)."),
+    bootstrap: Optional[int] = typer.Option(None, help="Bootstrap resamples for 95% intervals (default 1000)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for KID subsets and bootstrap (default 0)."),
+    fid_min_n: Optional[int] = typer.Option(None, help="Flag FID of slices smaller than this (default 1000)."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per network call."),
+    cache: Optional[Path] = typer.Option(None, help="Feature cache file (default $DRFHQ_HOME/cache/bench.sqlite)."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N dataset images."),
+    ckpt: Optional[Path] = typer.Option(None, help="Generator run for methods that need one."),
+    config: Optional[Path] = typer.Option(None, help="JSON config (manifests/examples/bench.json); flags override it."),
+) -> None:
+    """FID, KID, identity cosine and LPIPS per method, overall and per gender, age group and race."""
+    from .bench.config import BenchConfig
+    from .bench.run import run_bench
+    from .dataset.config import load_config_file, merge_config
+    from .report.bench_report import overall_table
+
+    def split(text):
+        return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
+
+    try:
+        cfg = merge_config(BenchConfig, load_config_file(config) if config else {}, {
+            "dataset": str(dataset), "real": str(real), "out": str(out), "baselines": split(baselines),
+            "lpips_net": lpips_net, "identity": identity, "slices": split(slices), "cross": split(cross),
+            "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "bootstrap": bootstrap, "seed": seed,
+            "fid_min_n": fid_min_n, "device": device, "batch_size": batch_size, "cache": str(cache) if cache else None,
+            "limit": limit, "ckpt": str(ckpt) if ckpt else None,
+        }, str(config or "options"))
+        with progress_bar("features") as update:
+            run = run_bench(cfg, progress=update, log=console.print)
+    except (DrfhqError, ValueError) as exc:
+        _fail(exc)
+    console.print(overall_table(run))
+    console.print(f"report: {run.out / 'report.html'}   tables: {run.out / 'results.duckdb'}")
+    console.print(f'try: drfhq query {run.out} "SELECT method, metric, grp, n, value FROM results WHERE slice = \'gender\'"')
+
+
+@app.command("query")
+def query_cmd(run_dir: Path = typer.Argument(..., help="A bench run folder."),
+              sql: str = typer.Argument(..., help="SQL over the tables results, per_image and images."),
+              format: str = typer.Option("table", "--format", help="table | csv | json")) -> None:
+    """Run SQL on a bench run's results.duckdb and print the answer."""
+    import csv
+    import json as json_module
+
+    from .bench.store import query
+
+    if format not in ("table", "csv", "json"):
+        _fail(DrfhqError(f"--format {format}: table, csv or json"))
+    try:
+        columns, rows = query(run_dir, sql)
+    except DrfhqError as exc:
+        _fail(exc)
+    if format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif format == "json":
+        print(json_module.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1))
+    else:
+        table = Table()
+        for c in columns:
+            table.add_column(c)
+        for r in rows:
+            table.add_row(*["" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r])
+        Console().print(table)
 
 
 @models_app.command("list")

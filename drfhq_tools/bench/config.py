@@ -1,0 +1,66 @@
+"""Bench configuration: one frozen dataclass, validated before any side effect, saved in the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DrfhqError
+from ..models.identity import IDENTITY_CHOICES
+from .methods import BUILTIN_METHODS, parse_baselines
+
+SLICE_COLUMNS = ("gender", "age_group", "race")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    dataset: str                                   # a build-dataset folder (manifest.parquet + images/)
+    real: str                                      # real photos: a dataset folder, aligned images, or raw photos
+    out: str                                       # run folder: results.duckdb, *.parquet, report.html
+    baselines: tuple[str, ...] = ("input", "color-transfer")   # built-in names or NAME=DIR
+    lpips_net: str = "alex"                        # alex | vgg
+    lpips_random: bool = False                     # tests only: random backbone, rows named lpips_random
+    identity: str = "auto"                         # auto (ArcFace if imported, else dlib) | dlib | arcface
+    slices: tuple[str, ...] = SLICE_COLUMNS        # manifest columns to slice by
+    cross: tuple[str, ...] = ()                    # crossings, e.g. "gender*age_group"
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000                    # clean-fid's default; a smaller slice uses all its images
+    bootstrap: int = 1000                          # resamples for the 95% intervals
+    seed: int = 0
+    fid_min_n: int = 1000                          # FID of slices smaller than this is flagged `small_n`
+    device: str = "cpu"                            # cpu | cuda
+    batch_size: int = 16
+    cache: str | None = None                       # feature cache file (default: $DRFHQ_HOME/cache/bench.sqlite)
+    limit: int | None = None                       # use only the first N dataset rows (quick looks)
+    samples: int = 8                               # rows in the report's sample grid
+    ckpt: str | None = None                        # generator run for methods that need one (transfer, ...)
+
+    def validate(self) -> None:
+        dataset = Path(self.dataset)
+        if not (dataset / "manifest.parquet").is_file():
+            raise DrfhqError(f"{dataset}: not a dataset (no manifest.parquet); make one with `drfhq build-dataset`")
+        if not Path(self.real).is_dir():
+            raise DrfhqError(f"{self.real}: real-image folder does not exist")
+        for name, folder in parse_baselines(self.baselines):
+            if folder is None and name not in BUILTIN_METHODS:
+                raise DrfhqError(f"--baselines: unknown built-in method '{name}' (built in: {', '.join(BUILTIN_METHODS)}; "
+                                 "or give NAME=DIR for a folder of outputs)")
+            if folder is not None and not Path(folder).is_dir():
+                raise DrfhqError(f"--baselines: {name}={folder}: folder does not exist")
+        if self.lpips_net not in ("alex", "vgg"):
+            raise DrfhqError(f"--lpips-net {self.lpips_net}: choose alex or vgg")
+        if self.identity not in IDENTITY_CHOICES:
+            raise DrfhqError(f"--identity {self.identity}: choose one of {', '.join(IDENTITY_CHOICES)}")
+        for cross in self.cross:
+            parts = cross.split("*")
+            if len(parts) < 2 or any(p not in SLICE_COLUMNS for p in parts):
+                raise DrfhqError(f"--cross {cross}: join two or more of {', '.join(SLICE_COLUMNS)} with '*'")
+        for s in self.slices:
+            if s not in SLICE_COLUMNS:
+                raise DrfhqError(f"--slices {s}: choose from {', '.join(SLICE_COLUMNS)}")
+        if self.kid_subsets < 1 or self.kid_subset_size < 2 or self.bootstrap < 1 or self.batch_size < 1:
+            raise DrfhqError("--kid-subsets, --bootstrap and --batch-size must be >= 1, --kid-subset-size >= 2")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise DrfhqError(f"--device {self.device}: cpu or cuda")
+        if self.limit is not None and self.limit < 2:
+            raise DrfhqError("--limit must be at least 2")

@@ -1,0 +1,108 @@
+"""Identity embeddings for the bench: insightface ArcFace (buffalo_l's w600k_r50) when the user has
+imported it, otherwise dlib's 128-d ResNet descriptor, which ships offline.
+
+Each network sees the face aligned its own way: dlib's 150-px chip (similarity from its 5 landmarks,
+padding 0.25); ArcFace's 112-px crop (similarity from eyes, nose tip and mouth corners to insightface's
+template). Landmarks are given in the image's own pixel frame.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import dlib
+import numpy as np
+from PIL import Image
+
+from ..errors import DrfhqError
+from .weights import resolve, try_resolve
+
+ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                                 [41.5493, 92.3655], [70.7299, 92.2041]])
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (Umeyama) mapping src points onto dst; 2x3 matrix."""
+    src, dst = np.asarray(src, dtype=np.float64), np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1
+    rot = u @ sign @ vt
+    scale = (sig * np.diag(sign)).sum() / s.var(0).sum()
+    return np.hstack([scale * rot, (mu_d - scale * rot @ mu_s)[:, None]])
+
+
+def arcface_points(landmarks68: np.ndarray) -> np.ndarray:
+    lm = np.asarray(landmarks68, dtype=np.float64).reshape(68, 2)
+    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
+
+
+def warp_affine(rgb: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    inverse = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2]
+    return np.asarray(Image.fromarray(rgb).transform((size, size), Image.AFFINE, inverse.flatten(), Image.BILINEAR))
+
+
+class DlibIdentity:
+    name = "dlib-resnet-v1"
+    preprocessing = "dlib-chip150-pad0.25-5pt"
+
+    def __init__(self):
+        model = resolve("dlib-face-descriptor")
+        self.weights_sha256 = model.sha256
+        self.net = dlib.face_recognition_model_v1(str(model.path))
+        self.calls = 0
+
+    def chips(self, images, landmarks5) -> list[np.ndarray]:
+        chips = []
+        for rgb, lm in zip(images, landmarks5):
+            lm = np.asarray(lm).reshape(5, 2)
+            x0, y0 = lm.min(0)
+            x1, y1 = lm.max(0)
+            rect = dlib.rectangle(int(x0), int(y0), int(x1) + 1, int(y1) + 1)
+            shape = dlib.full_object_detection(rect, dlib.points([dlib.point(int(round(x)), int(round(y))) for x, y in lm]))
+            chips.append(np.asarray(dlib.get_face_chip(np.ascontiguousarray(rgb), shape, 150, 0.25)))
+        return chips
+
+    def __call__(self, images: list[np.ndarray], landmarks5: list[np.ndarray], landmarks68=None) -> np.ndarray:
+        if not images:
+            return np.zeros((0, 128))
+        self.calls += 1
+        return np.asarray(self.net.compute_face_descriptor(self.chips(images, landmarks5)), dtype=np.float64)
+
+
+class ArcFaceIdentity:
+    name = "arcface-r50-buffalo_l"
+    preprocessing = "arcface-112-5pt-template"
+
+    def __init__(self):
+        import onnxruntime as ort
+
+        model = resolve("arcface-buffalo-l")
+        self.weights_sha256 = model.sha256
+        self.session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
+        self.calls = 0
+
+    def __call__(self, images: list[np.ndarray], landmarks5=None, landmarks68=None) -> np.ndarray:
+        if not images:
+            return np.zeros((0, 512))
+        crops = [warp_affine(rgb, similarity_transform(arcface_points(lm), ARCFACE_TEMPLATE_112), 112)
+                 for rgb, lm in zip(images, landmarks68)]
+        batch = ((np.stack(crops).astype(np.float32) - 127.5) / 127.5).transpose(0, 3, 1, 2)
+        self.calls += 1
+        return self.session.run(None, {self.session.get_inputs()[0].name: np.ascontiguousarray(batch)})[0].astype(np.float64)
+
+
+IDENTITY_CHOICES = ("auto", "dlib", "arcface")
+
+
+@functools.lru_cache(maxsize=None)
+def identity_network(choice: str = "auto"):
+    if choice not in IDENTITY_CHOICES:
+        raise DrfhqError(f"--identity {choice}: choose one of {', '.join(IDENTITY_CHOICES)}")
+    if choice == "arcface" or (choice == "auto" and try_resolve("arcface-buffalo-l") is not None):
+        return ArcFaceIdentity()
+    return DlibIdentity()
