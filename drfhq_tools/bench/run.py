@@ -67,7 +67,7 @@ def dataset_rows(dataset: Path, limit: int | None) -> tuple[list[dict], int]:
     return rows, size
 
 
-def real_images(real: Path, out: Path, size: int, progress) -> list[Path]:
+def real_images(real: Path, out: Path, size: int, progress, log=print) -> list[Path]:
     """A dataset's ok images, a folder of aligned (square, equal-sized) images, or raw photos aligned now."""
     if (real / "manifest.parquet").is_file():
         table = pq.read_table(real / "manifest.parquet", columns=["status", "image_path"]).to_pylist()
@@ -82,6 +82,7 @@ def real_images(real: Path, out: Path, size: int, progress) -> list[Path]:
     if len(sizes) == 1 and next(iter(sizes))[0] == next(iter(sizes))[1]:
         return files
     # Raw photos: align them exactly as the renders were, once, inside the run folder.
+    log(f"{real}: images are not all aligned squares of one size; aligning them into {out / 'real_dataset'}")
     from ..dataset.build import build_dataset
     from ..dataset.config import BuildConfig
 
@@ -193,7 +194,7 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
     with FolderLock(out, "drfhq bench"):
         cache = FeatureCache(config.cache or home() / "cache" / "bench.sqlite")
         ex = _Extractors(config, cache)
-        reals = real_images(Path(config.real), out, size, progress)
+        reals = real_images(Path(config.real), out, size, progress, log)
         if len(reals) < 2:
             raise DrfhqError(f"{config.real}: fewer than two usable real images")
         log(f"real set: {len(reals)} images; dataset: {len(rows)} images at {size}px")

@@ -8,8 +8,6 @@ template). Landmarks are given in the image's own pixel frame.
 
 from __future__ import annotations
 
-import functools
-
 import dlib
 import numpy as np
 from PIL import Image
@@ -99,7 +97,6 @@ class ArcFaceIdentity:
 IDENTITY_CHOICES = ("auto", "dlib", "arcface")
 
 
-@functools.lru_cache(maxsize=None)
 def identity_network(choice: str = "auto"):
     if choice not in IDENTITY_CHOICES:
         raise DrfhqError(f"--identity {choice}: choose one of {', '.join(IDENTITY_CHOICES)}")

@@ -1,0 +1,187 @@
+"""drfhq bench against the references: clean-fid's FID/KID, the lpips package, and the dlib descriptor;
+slices, caching and the result tables."""
+
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from drfhq_tools.bench.config import BenchConfig
+from drfhq_tools.bench.metrics import fid_from_features, kernel_inception_distance
+from drfhq_tools.bench.run import dataset_rows, run_bench
+from drfhq_tools.bench.store import query
+from drfhq_tools.errors import MissingWeightsError
+from drfhq_tools.io import sha256_file
+from drfhq_tools.models.identity import DlibIdentity
+from drfhq_tools.models.inception import InceptionFeatures
+from drfhq_tools.models.lpips_net import LpipsDistance, heads_from_flax, read_flax_checkpoint
+from drfhq_tools.models.weights import resolve
+
+
+def _folder_images(folder):
+    return [np.asarray(Image.open(p).convert("RGB")) for p in sorted(Path(folder).iterdir())
+            if p.suffix.lower() in (".png", ".jpg")]
+
+
+@pytest.fixture()
+def clean_fid_offline(monkeypatch):
+    """clean-fid with its Inception taken from the weights home instead of a download to /tmp."""
+    import torch.nn as nn
+    import cleanfid.features as cff
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    class OfflineInception(InceptionV3W):
+        def __init__(self, path, download=True, resize_inside=False):
+            nn.Module.__init__(self)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.base = torch.jit.load(str(resolve("inception-fid").path), map_location="cpu").eval()
+            self.layers = self.base.net.layers
+            self.resize_inside = False
+
+    monkeypatch.setattr(cff, "InceptionV3W", OfflineInception)
+    from cleanfid import fid
+
+    return fid
+
+
+def test_fid_and_kid_equal_clean_fid_on_the_same_folders(fixtures, clean_fid_offline):
+    d1, d2 = str(fixtures / "aligned_gan"), str(fixtures / "render/makehuman_expressions_cc0")
+    kwargs = dict(mode="clean", device=torch.device("cpu"), num_workers=0, verbose=False, use_dataparallel=False)
+    reference_fid = clean_fid_offline.compute_fid(d1, d2, **kwargs)
+    np.random.seed(0)
+    reference_kid = clean_fid_offline.compute_kid(d1, d2, **kwargs)
+    net = InceptionFeatures()
+    a, b = net(_folder_images(d1)), net(_folder_images(d2))
+    assert fid_from_features(a, b) == pytest.approx(reference_fid, rel=1e-4)
+    assert kernel_inception_distance(a, b, seed=0).mean == pytest.approx(reference_kid, rel=1e-4)
+    assert abs(fid_from_features(a, a)) < 1e-3   # rank-31 covariances in 2048-d: round-off only
+
+
+def test_lpips_equals_the_lpips_package_with_the_same_backbone(fixtures):
+    import lpips
+    import torchvision
+
+    ours = LpipsDistance("alex")
+    tree = read_flax_checkpoint(resolve("lpips-alex-backbone").path)
+    # The checkpoint's linear heads are lpips' own v0.1 heads, bit for bit: the layout is read right.
+    shipped = torch.load(Path(lpips.__file__).parent / "weights/v0.1/alex.pth", map_location="cpu")
+    for k, head in enumerate(heads_from_flax(tree)):
+        assert np.array_equal(head, shipped[f"lin{k}.model.1.weight"].numpy())
+    # An independent route: torchvision's AlexNet filled from the checkpoint, then lpips' own forward.
+    alexnet = torchvision.models.alexnet(weights=None)
+    convs = sorted(tree["AlexNet_0"], key=lambda k: int(k.split("_")[1]))
+    with torch.no_grad():
+        for name, index in zip(convs, (0, 3, 6, 8, 10)):
+            alexnet.features[index].weight.copy_(torch.from_numpy(tree["AlexNet_0"][name]["kernel"]).permute(3, 2, 0, 1))
+            alexnet.features[index].bias.copy_(torch.from_numpy(tree["AlexNet_0"][name]["bias"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+    for s, sl in enumerate([reference.net.slice1, reference.net.slice2, reference.net.slice3, reference.net.slice4, reference.net.slice5]):
+        for idx, module in sl.named_children():
+            if isinstance(module, torch.nn.Conv2d):
+                module.load_state_dict(alexnet.features[int(idx)].state_dict())
+    images = _folder_images(fixtures / "aligned_gan")[:6]
+    a, b = images[:3], images[3:]
+    tensor = lambda imgs: torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        expected = reference(tensor(a), tensor(b)).reshape(-1).numpy()
+    assert ours(a, b) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    noisy = [np.clip(img.astype(int) + np.random.default_rng(0).integers(-s, s + 1, img.shape), 0, 255).astype(np.uint8)
+             for img, s in zip([a[0]] * 3, (4, 16, 48))]
+    distances = ours([a[0]] * 4, [a[0], *noisy])
+    assert distances[0] == pytest.approx(0, abs=1e-6) and np.all(np.diff(distances) > 0)
+
+
+def test_lpips_refuses_without_a_real_backbone(tmp_path, monkeypatch):
+    monkeypatch.setenv("DRFHQ_HOME", str(tmp_path))
+    with pytest.raises(MissingWeightsError, match="alexnet.ckpt"):
+        LpipsDistance("alex")
+    assert LpipsDistance("alex", random_backbone=True).name.startswith("lpips_random")
+
+
+def test_identity_cosine_is_higher_for_the_same_person(fixture_dataset):
+    rows, _ = dataset_rows(fixture_dataset, None)
+    lisa = [r for r in rows if r["source_path"].startswith("real/frl_lisa_cc0/")]
+    others = [r for r in rows if r["source_path"].startswith("real/frl_canada/")][:12]
+    net = DlibIdentity()
+    embed = lambda rs: net([np.asarray(Image.open(r["image_file"]).convert("RGB")) for r in rs], [r["aligned_lm5"] for r in rs])
+    e_lisa, e_other = embed(lisa), embed(others)
+    unit = lambda e: e / np.linalg.norm(e, axis=1, keepdims=True)
+    same = unit(e_lisa) @ unit(e_lisa).T
+    cross = unit(e_lisa) @ unit(e_other).T
+    same_pairs = same[np.triu_indices(len(lisa), 1)]
+    assert same_pairs.mean() > cross.mean() + 0.05
+    assert np.median(same_pairs) > np.quantile(cross, 0.9)
+
+
+def test_bench_slices_cache_and_tables(fixture_dataset, fixtures, tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    base = dict(dataset=str(fixture_dataset), real=str(fixtures / "aligned_gan"), cache=str(cache),
+                kid_subsets=10, bootstrap=200)
+    first = run_bench(BenchConfig(out=str(tmp_path / "run1"), **base), log=lambda *a: None)
+    ok = [r for r in dataset_rows(fixture_dataset, None)[0]]
+    # SFHQ's files are not all square, so the bench aligned them like the renders (run1/real_dataset).
+    # Features are keyed by content: every distinct image went through Inception exactly once.
+    real_rows = pq.read_table(tmp_path / "run1/real_dataset/manifest.parquet").to_pylist()
+    reals = [tmp_path / "run1/real_dataset" / r["image_path"] for r in real_rows if r["status"] == "ok"]
+    colour = sorted((tmp_path / "run1/methods/color-transfer").glob("*.png"))
+    distinct = {sha256_file(p) for p in [*reals, *[r["image_file"] for r in ok], *colour]}
+    assert len(reals) == 32 and len(colour) == len(ok)
+    assert first.counters["inception_images"] == len(distinct)
+    by = {(r["method"], r["metric"], r["slice"], r["grp"]): r for r in first.results}
+    for method in ("input", "color-transfer"):
+        assert by[(method, "fid", "all", "all")]["n"] == len(ok)
+        for value in {r["gender"] for r in ok}:
+            assert by[(method, "lpips", "gender", value)]["n"] == sum(r["gender"] == value for r in ok)
+        assert by[(method, "fid", "all", "all")]["flag"] == "small_n"
+        assert by[(method, "kid", "all", "all")]["std"] is not None
+    assert by[("input", "identity_cosine", "all", "all")]["value"] == pytest.approx(1.0)
+    assert by[("input", "lpips", "all", "all")]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert 0.5 < by[("color-transfer", "identity_cosine", "all", "all")]["value"] < 1.0
+    assert all(r["extractor"] and len(r["weights_sha256"]) == 64 for r in first.results)
+
+    # the same bench again computes nothing: every feature and value comes from the cache
+    second = run_bench(BenchConfig(out=str(tmp_path / "run2"), **base), log=lambda *a: None)
+    assert second.counters == {"inception_calls": 0, "inception_images": 0, "identity_calls": 0, "lpips_calls": 0}
+    assert [r["value"] for r in second.results] == [r["value"] for r in first.results]
+
+    # a new external method costs only its own images; missing outputs are reported and the rest used
+    outside = tmp_path / "mirrored"
+    outside.mkdir()
+    for r in ok[:-3]:
+        Image.open(r["image_file"]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(outside / f"{Path(r['source_path']).stem}.png")
+    Image.new("RGB", (64, 64)).save(outside / "stray.png")
+    third = run_bench(BenchConfig(out=str(tmp_path / "run2"), baselines=("input", f"mirror={outside}"), **base), log=lambda *a: None)
+    assert third.counters["inception_images"] == len(ok) - 3
+    mirror = next(m for m in third.methods if m.name == "mirror")
+    assert len(mirror.missing) == 3 and mirror.extra == ["stray.png"]
+    columns, rows = query(tmp_path / "run2", "SELECT count(DISTINCT run_id), count(*) FROM per_image")
+    assert rows[0][0] == 2
+    columns, rows = query(tmp_path / "run2", f"SELECT n, n_missing FROM results WHERE run_id = '{third.run_id}' "
+                                             "AND method = 'mirror' AND metric = 'fid' AND slice = 'all'")
+    assert rows == [(len(ok) - 3, 3)]
+    assert (tmp_path / "run2/report.html").is_file() and (tmp_path / "run2/report_assets/samples.png").is_file()
+
+
+def test_query_cli_formats(fixture_dataset, fixtures, tmp_path):
+    run_bench(BenchConfig(dataset=str(fixture_dataset), real=str(fixtures / "aligned_gan"), out=str(tmp_path / "run"),
+                          cache=str(tmp_path / "c.sqlite"), baselines=("input",), kid_subsets=5, bootstrap=50, limit=20),
+              log=lambda *a: None)
+    cli = [sys.executable, "-m", "drfhq_tools.cli", "query", str(tmp_path / "run")]
+    sql = "SELECT metric, n FROM results WHERE slice = 'all' ORDER BY metric"
+    as_json = json.loads(subprocess.run([*cli, sql, "--format", "json"], capture_output=True, text=True, check=True).stdout)
+    assert [r["metric"] for r in as_json] == ["fid", "identity_cosine", "kid", "lpips"] and all(r["n"] == 20 for r in as_json)
+    as_csv = subprocess.run([*cli, sql, "--format", "csv"], capture_output=True, text=True, check=True).stdout
+    assert as_csv.splitlines()[0] == "metric,n"
+    bad = subprocess.run([*cli, "SELECT * FROM nowhere"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "query failed" in bad.stderr
