@@ -26,7 +26,8 @@ _FACE_BOX = (0.25, 0.25, 0.75, 0.81)   # inner face of an FFHQ-aligned image (fr
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """Reinhard's l-alpha-beta from uint8 RGB (HxWx3 -> HxWx3 float64)."""
     lms = (np.asarray(rgb, dtype=np.float64) / 255.0) @ _RGB_TO_LMS.T
-    return np.log10(np.clip(lms, 1e-4, None)) @ _LMS_TO_LAB.T
+    # A floor of one grey level keeps near-black pixels from dominating the log-domain statistics.
+    return np.log10(np.clip(lms, 1.0 / 255.0, None)) @ _LMS_TO_LAB.T
 
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
@@ -51,7 +52,9 @@ def reinhard_transfer(rgb: np.ndarray, target_mean: np.ndarray, target_std: np.n
     face = lab[tuple(slice(round(a * s), round(b * s)) for a, b, s in
                      ((_FACE_BOX[1], _FACE_BOX[3], rgb.shape[0]), (_FACE_BOX[0], _FACE_BOX[2], rgb.shape[1])))]
     mean, std = face.reshape(-1, 3).mean(0), face.reshape(-1, 3).std(0)
-    return lab_to_rgb((lab - mean) / np.maximum(std, 1e-6) * target_std + target_mean)
+    # Bounded gain: a face with almost no spread in a channel (dark, flat renders) is not blown up.
+    gain = np.clip(target_std / np.maximum(std, 1e-6), 1 / 3, 3)
+    return lab_to_rgb((lab - mean) * gain + target_mean)
 
 
 @dataclass
