@@ -31,7 +31,7 @@ def build_dataset_cmd(
     size: Optional[int] = typer.Option(None, help="Aligned output size (default 1024; 256 and 512 too)."),
     workers: Optional[int] = typer.Option(None, help="Worker processes (default 1)."),
     batch_size: Optional[int] = typer.Option(None, help="Images per work shard, the unit of resume (default 16)."),
-    detector: Optional[str] = typer.Option(None, help="hog | cnn | hog+cnn (default: HOG, CNN for misses)."),
+    detector: Optional[str] = typer.Option(None, help="auto | hog | cnn | hog+cnn | insightface (auto: insightface if imported, else HOG with CNN for misses)."),
     multi_face: Optional[str] = typer.Option(None, help="Several faces: largest | center | reject."),
     min_face_px: Optional[float] = typer.Option(None, help="Reject faces whose FFHQ crop is smaller (source px, default 40)."),
     background: Optional[str] = typer.Option(None, help="Under transparent pixels: black | white | grey."),

@@ -185,3 +185,19 @@ def test_query_cli_formats(fixture_dataset, fixtures, tmp_path):
     assert as_csv.splitlines()[0] == "metric,n"
     bad = subprocess.run([*cli, "SELECT * FROM nowhere"], capture_output=True, text=True)
     assert bad.returncode == 2 and "query failed" in bad.stderr
+
+
+def test_lpips_prefers_torchvisions_own_backbone_file(tmp_path, monkeypatch, fixtures):
+    from drfhq_tools.models.lpips_net import backbone_state_from_flax
+
+    reference = LpipsDistance("alex")
+    state = backbone_state_from_flax(read_flax_checkpoint(resolve("lpips-alex-backbone").path), "alex")
+    home = tmp_path / "home"
+    target = home / "torchvision-alexnet/alexnet-owt-7be5be79.pth"
+    target.parent.mkdir(parents=True)
+    torch.save({f"features.{i}.{k}": t for i, (w, b) in state.items() for k, t in (("weight", w), ("bias", b))}, target)
+    monkeypatch.setenv("DRFHQ_HOME", str(home))
+    own = LpipsDistance("alex")
+    assert own.weights_sha256 == sha256_file(target) != reference.weights_sha256
+    images = _folder_images(fixtures / "aligned_gan")[:4]
+    assert own(images[:2], images[2:]) == pytest.approx(reference(images[:2], images[2:]), rel=1e-6)

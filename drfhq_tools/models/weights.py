@@ -90,6 +90,18 @@ REGISTRY: dict[str, ModelSpec] = {
                   None, "insightface: non-commercial research only",
                   how_to_get="unzip buffalo_l.zip from insightface's releases, then: "
                              "drfhq models import arcface-buffalo-l buffalo_l/w600k_r50.onnx"),
+        ModelSpec("insightface-det", "det_10g.onnx", "face detector: insightface SCRFD-10G (buffalo_l)",
+                  None, "insightface: non-commercial research only",
+                  how_to_get="unzip buffalo_l.zip from insightface's releases and `pip install insightface`, then: "
+                             "drfhq models import insightface-det buffalo_l/det_10g.onnx"),
+        ModelSpec("torchvision-alexnet", "alexnet-owt-7be5be79.pth", "LPIPS AlexNet backbone (torchvision's own file)",
+                  None, "BSD-3-Clause (torchvision); ImageNet AlexNet",
+                  how_to_get="copy torchvision's alexnet-owt-7be5be79.pth (its hub cache) from a machine with internet, then: "
+                             "drfhq models import torchvision-alexnet FILE"),
+        ModelSpec("torchvision-vgg16", "vgg16-397923af.pth", "LPIPS VGG16 backbone (torchvision's own file)",
+                  None, "BSD-3-Clause (torchvision); ImageNet VGG16",
+                  how_to_get="copy torchvision's vgg16-397923af.pth from a machine with internet, then: "
+                             "drfhq models import torchvision-vgg16 FILE"),
         ModelSpec("fairface-race", "fairface.onnx", "race classifier (user-supplied ONNX, FairFace layout)",
                   None, "FairFace: CC BY 4.0",
                   how_to_get="export FairFace's res34_fair_align_multi_7 to ONNX (input 1x3x224x224, ImageNet "
@@ -247,6 +259,10 @@ def import_file(name: str, source: str | os.PathLike) -> ResolvedModel:
         else:
             shutil.copyfile(source, staged)
         digest = sha256_file(staged)
+        # torchvision names its files by the first hex digits of their sha256: check those at least
+        prefix = spec.filename.rsplit("-", 1)[-1].split(".")[0] if spec.name.startswith("torchvision-") else ""
+        if prefix and not digest.startswith(prefix):
+            raise MissingWeightsError(f"{source}: sha256 {digest} does not start with {prefix} as {spec.filename} must; not installed")
         if spec.sha256 is not None and digest != spec.sha256:
             raise MissingWeightsError(
                 f"{source}: sha256 {digest} does not match the known file for '{name}' ({spec.sha256}); not installed"
