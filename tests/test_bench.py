@@ -34,23 +34,12 @@ def _folder_images(folder):
 @pytest.fixture()
 def clean_fid_offline(monkeypatch):
     """clean-fid with its Inception taken from the weights home instead of a download to /tmp."""
-    import torch.nn as nn
-    import cleanfid.features as cff
-    from cleanfid.inception_torchscript import InceptionV3W
+    import cleanfid.features
 
-    class OfflineInception(InceptionV3W):
-        def __init__(self, path, download=True, resize_inside=False):
-            nn.Module.__init__(self)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.base = torch.jit.load(str(resolve("inception-fid").path), map_location="cpu").eval()
-            self.layers = self.base.net.layers
-            self.resize_inside = False
+    monkeypatch.setattr(cleanfid.features, "InceptionV3W", cleanfid.features.InceptionV3W)   # restored after the test
+    from drfhq_tools.bench.cleanfid_reference import offline_cleanfid
 
-    monkeypatch.setattr(cff, "InceptionV3W", OfflineInception)
-    from cleanfid import fid
-
-    return fid
+    return offline_cleanfid()
 
 
 def test_fid_and_kid_equal_clean_fid_on_the_same_folders(fixtures, clean_fid_offline):

@@ -10,6 +10,7 @@ sorted by path, so it is the same whatever order or how many runs produced them.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import multiprocessing
 import datetime as dt
 import hashlib
 import json
@@ -90,7 +91,8 @@ def _run_stage(batches: list[list[dict]], stage: dict, out: Path, workers: int, 
         for batch in batches:
             on_done(process_batch(batch, stage, str(out)))
         return
-    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: a forked child of a process whose torch/OpenMP threads ran can hang
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(process_batch, batch, stage, str(out)) for batch in batches]
         for future in cf.as_completed(futures):
             on_done(future.result())

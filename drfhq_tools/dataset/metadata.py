@@ -101,9 +101,15 @@ def read_metadata(path: str | Path) -> MetadataTable:
                 break
     keys = {c for c in (key_path, key_stem) if c}
     carried = tuple(c for c in frame.columns if c not in rename and c not in keys)
+    for column in carried:   # CSV cells arrive as text: keep a column numeric when all its values are
+        try:
+            frame[column] = pd.to_numeric(frame[column])
+        except (ValueError, TypeError):
+            pass
     by_path, by_stem = {}, {}
     for index, row in enumerate(frame.to_dict(orient="records")):
-        entry = {rename.get(k, f"meta_{k}"): v for k, v in row.items() if k not in keys}
+        entry = {rename.get(k, f"meta_{k}"): (None if isinstance(v, float) and math.isnan(v) else v)
+                 for k, v in row.items() if k not in keys}
         if key_path:
             rel = PurePosixPath(str(row[key_path]).replace("\\", "/")).as_posix().lstrip("./")
             if rel in by_path:

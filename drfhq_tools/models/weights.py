@@ -107,6 +107,16 @@ REGISTRY: dict[str, ModelSpec] = {
                   how_to_get="export FairFace's res34_fair_align_multi_7 to ONNX (input 1x3x224x224, ImageNet "
                              "normalisation, 18 logits: 7 race, 2 gender, 9 age), then: "
                              "drfhq models import fairface-race FILE"),
+        *[ModelSpec(f"mobilestylegan-{part.lower()}-{ext}", f"{part}Network.{ext}",
+                    f"MobileStyleGAN (FFHQ) {part.lower()} network, OpenVINO IR .{ext}", sha,
+                    "NVIDIA Source Code License (non-commercial; distilled from FFHQ StyleGAN2)",
+                    distribution="random-face==2021.7.21.1", member=f"random_face/data/{part}Network.{ext}",
+                    how_to_get="drfhq models setup-offline")
+          for part, ext, sha in (
+              ("Mapping", "xml", "73e2096cad6e696e4af47df2477e048ab4c42c0e0dec83c7c66604822689e55b"),
+              ("Mapping", "bin", "212dd716bdb556e18db603ea97300d4fa3c872b878c726b2402fea80820e7305"),
+              ("Synthesis", "xml", "7918fce515243954d3e06628cb39a23902d6b1d5d02932cc0c2faee7a2aeeedd"),
+              ("Synthesis", "bin", "c7da15fa22d508c82e1c30dd6b4cdf67fe3ccdddaf85b310ee764dbf0c289645"))],
         ModelSpec("stylegan2-ffhq", "stylegan2-ffhq.pkl", "FFHQ StyleGAN2 generator (official .pkl or rosinality .pt)",
                   None, "NVIDIA Source Code License (non-commercial)",
                   how_to_get="download stylegan2-ffhq-1024x1024.pkl from NVIDIA on a machine with internet, then: "

@@ -1,17 +1,22 @@
-"""clean-fid wired to the Inception file in the weights home (it would otherwise download to /tmp)."""
+"""clean-fid itself, wired to the Inception file in the weights home instead of its download to /tmp.
+
+Used to check our numbers against the reference implementation (tests, benchmarks/).
+"""
+
+from __future__ import annotations
 
 import warnings
 
-import torch
-import torch.nn as nn
-
 
 def offline_cleanfid():
-    import cleanfid.features as cff
+    """clean-fid's `fid` module, with its feature extractor loading our verified Inception file."""
+    import cleanfid.features as cleanfid_features
+    import torch
+    import torch.nn as nn
     from cleanfid import fid
     from cleanfid.inception_torchscript import InceptionV3W
 
-    from drfhq_tools.models.weights import resolve
+    from ..models.weights import resolve
 
     class OfflineInception(InceptionV3W):
         def __init__(self, path, download=True, resize_inside=False):
@@ -22,5 +27,5 @@ def offline_cleanfid():
             self.layers = self.base.net.layers
             self.resize_inside = False
 
-    cff.InceptionV3W = OfflineInception
+    cleanfid_features.InceptionV3W = OfflineInception
     return fid

@@ -1,0 +1,1 @@
+"""Synthetic labelled portraits (`drfhq render`) and the stand-in realism reference (`drfhq sample-real`)."""

@@ -1,0 +1,86 @@
+"""drfhq render: deterministic, labelled, balanced, detectable and made of distinct people."""
+
+import itertools
+import json
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from drfhq_tools.dataset.build import build_dataset
+from drfhq_tools.dataset.config import BuildConfig
+from drfhq_tools.render.run import RenderConfig, _Descriptor, render_dataset
+
+
+def _metadata(folder):
+    return pacsv.read_csv(folder / "metadata.csv").to_pylist()
+
+
+@pytest.fixture(scope="module")
+def forty(tmp_path_factory):
+    out = tmp_path_factory.mktemp("renders40")
+    render_dataset(RenderConfig(out=str(out), n=40, size=256, seed=11, balance=("gender",), workers=2), log=lambda *a: None)
+    return out
+
+
+def test_same_seed_same_images_and_balanced_groups(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        render_dataset(RenderConfig(out=str(out), n=12, size=128, seed=5, balance=("gender", "race")), log=lambda *a: None)
+        runs.append(out)
+    files = sorted(p.name for p in runs[0].glob("*.png"))
+    assert len(files) == 12 and files == sorted(p.name for p in runs[1].glob("*.png"))
+    for name in files:
+        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes()
+    assert (runs[0] / "metadata.csv").read_bytes() == (runs[1] / "metadata.csv").read_bytes()
+    rows = _metadata(runs[0])
+    counts = {}
+    for r in rows:
+        counts[(r["gender"], r["race"])] = counts.get((r["gender"], r["race"]), 0) + 1
+    assert len(counts) == 6 and set(counts.values()) == {2}
+    other = tmp_path / "c"
+    render_dataset(RenderConfig(out=str(other), n=2, size=128, seed=6), log=lambda *a: None)
+    assert (other / files[0]).read_bytes() != (runs[0] / files[0]).read_bytes()
+
+
+def test_metadata_matches_the_images(forty):
+    rows = _metadata(forty)
+    assert sorted(r["file"] for r in rows) == sorted(p.name for p in forty.glob("*.png"))
+    for r in rows:
+        assert Image.open(forty / r["file"]).size == (256, 256)
+        mix = {"african": r["african"], "asian": r["asian"], "caucasian": r["caucasian"]}
+        assert r["race"] == max(mix, key=mix.get) and abs(sum(mix.values()) - 1) < 1e-3
+        assert (r["gender"] == "female") == (r["gender_control"] >= 0.5)
+        assert 18 <= r["age"] <= 80 and r["identity_id"] in r["file"]
+    assert sum(r["gender"] == "female" for r in rows) == 20
+
+
+def test_builder_detects_at_least_95_percent_and_reads_the_metadata(forty, tmp_path):
+    built = build_dataset(BuildConfig(src=str(forty), out=str(tmp_path / "ds"), size=256, workers=2,
+                                      metadata=str(forty / "metadata.csv")))
+    m = built.manifest.to_pandas()
+    assert len(m) == 40
+    assert (m.reject_reason != "no_face").sum() >= 38
+    assert (m.gender_source == "metadata").all() and (m.race_source == "metadata").all()
+    assert m.identity_id.notna().all() and "meta_expression" in m.columns
+
+
+def test_identities_are_distinct_people_and_views_the_same_person(forty, tmp_path):
+    describe = _Descriptor()
+    descriptors = [describe(np.asarray(Image.open(forty / r["file"]).convert("RGB"))) for r in _metadata(forty)]
+    found = [d for d in descriptors if d is not None]
+    different = [np.linalg.norm(a - b) for a, b in itertools.combinations(found, 2)]
+    assert np.median(different) >= 0.6
+    assert json.loads((forty / "render.json").read_text())["pairwise_identity_distance_median"] >= 0.6
+    out = tmp_path / "views"
+    render_dataset(RenderConfig(out=str(out), n=12, size=256, seed=3, views=4), log=lambda *a: None)
+    by_identity = {}
+    for r in _metadata(out):
+        d = describe(np.asarray(Image.open(out / r["file"]).convert("RGB")))
+        if d is not None:
+            by_identity.setdefault(r["identity_id"], []).append(d)
+    same = [np.linalg.norm(a - b) for ds in by_identity.values() for a, b in itertools.combinations(ds, 2)]
+    assert len(by_identity) == 3 and np.median(same) < 0.5
