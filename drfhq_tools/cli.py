@@ -130,7 +130,6 @@ def bench_cmd(
     batch_size: Optional[int] = typer.Option(None, help="Images per network call."),
     cache: Optional[Path] = typer.Option(None, help="Feature cache file (default $DRFHQ_HOME/cache/bench.sqlite)."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N dataset images."),
-    ckpt: Optional[Path] = typer.Option(None, help="Generator run for methods that need one."),
     config: Optional[Path] = typer.Option(None, help="JSON config (manifests/examples/bench.json); flags override it."),
 ) -> None:
     """FID, KID, identity cosine and LPIPS per method, overall and per gender, age group and race."""
@@ -148,7 +147,7 @@ def bench_cmd(
             "lpips_net": lpips_net, "identity": identity, "slices": split(slices), "cross": split(cross),
             "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "bootstrap": bootstrap, "seed": seed,
             "fid_min_n": fid_min_n, "device": device, "batch_size": batch_size, "cache": str(cache) if cache else None,
-            "limit": limit, "ckpt": str(ckpt) if ckpt else None,
+            "limit": limit,
         }, str(config or "options"))
         with progress_bar("features") as update:
             run = run_bench(cfg, progress=update, log=console.print)

@@ -33,7 +33,6 @@ class BenchConfig:
     cache: str | None = None                       # feature cache file (default: $DRFHQ_HOME/cache/bench.sqlite)
     limit: int | None = None                       # use only the first N dataset rows (quick looks)
     samples: int = 8                               # rows in the report's sample grid
-    ckpt: str | None = None                        # generator run for methods that need one (transfer, ...)
 
     def validate(self) -> None:
         dataset = Path(self.dataset)

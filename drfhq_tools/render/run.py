@@ -102,7 +102,7 @@ class _Descriptor:
         return self.net([rgb], [self.faces.landmarks(rgb, box, 5)])[0]
 
 
-def plan_identities(config: RenderConfig, log=print) -> tuple[list[tuple[Identity, float]], list[float]]:
+def plan_identities(config: RenderConfig, log=print, progress=None) -> tuple[list[tuple[Identity, float]], list[float]]:
     """Identities with the distance from each to its nearest earlier one, and all pairwise distances
     between their canonical portraits."""
     head = head_model()
@@ -132,6 +132,8 @@ def plan_identities(config: RenderConfig, log=print) -> tuple[list[tuple[Identit
             raise DrfhqError(f"identity {k}: no candidate in {_MAX_REDRAWS} draws gave a detectable face")
         accepted.append((best[0], best[2]))
         descriptors.append(best[1])
+        if progress:
+            progress(k + 1, count)
     pairwise = [float(np.linalg.norm(a - b)) for a, b in itertools.combinations(descriptors, 2)]
     return accepted, pairwise
 
@@ -187,7 +189,8 @@ def render_dataset(config: RenderConfig, progress=None, log=print) -> Path:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    identities, pairwise = plan_identities(config, log)
+    identities, pairwise = plan_identities(config, log, progress)
+    log(f"{len(identities)} identities planned; rendering {config.n} portraits")
     tasks = _task_rows(config, identities)
     batches = [tasks[i:i + 4] for i in range(0, len(tasks), 4)]
     done = 0
