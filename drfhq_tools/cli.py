@@ -118,7 +118,7 @@ def bench_cmd(
     out: Path = typer.Option(..., help="Run folder: results.duckdb, *.parquet, report.html."),
     baselines: Optional[str] = typer.Option(None, help="Comma list: input, color-transfer, NAME=DIR (default: input,color-transfer)."),
     lpips_net: Optional[str] = typer.Option(None, help="LPIPS backbone: alex (default) or vgg."),
-    identity: Optional[str] = typer.Option(None, help="auto (ArcFace if imported, else dlib) | dlib | arcface."),
+    identity: Optional[str] = typer.Option(None, help="auto (ArcFace if imported, else dlib) | dlib | dlib-torch (same numbers, batched, GPU) | arcface."),
     slices: Optional[str] = typer.Option(None, help="Slice columns, default gender,age_group,race."),
     cross: Optional[str] = typer.Option(None, help="Crossings, e.g. gender*age_group (comma-separated)."),
     kid_subsets: Optional[int] = typer.Option(None, help="KID subsets (default 100)."),

@@ -54,3 +54,15 @@ def test_a_file_of_another_network_is_refused(tmp_path):
     other.write_bytes(resolve("dlib-landmarks-5").path.read_bytes()[:200000])
     with pytest.raises(DrfhqError, match="no tensor of shape"):
         read_dlib_resnet(other)
+
+
+def test_bench_identity_extractors_agree(fixture_dataset):
+    from drfhq_tools.bench.run import dataset_rows
+    from drfhq_tools.models.identity import identity_network
+
+    rows = dataset_rows(fixture_dataset, 10)[0]
+    images = [np.asarray(Image.open(r["image_file"]).convert("RGB")) for r in rows]
+    native = identity_network("dlib")(images, [r["aligned_lm5"] for r in rows])
+    ported = identity_network("dlib-torch")
+    assert ported.name != identity_network("dlib").name      # rows record which implementation made them
+    assert np.abs(ported(images, [r["aligned_lm5"] for r in rows]) - native).max() < 1e-5

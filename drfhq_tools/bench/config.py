@@ -20,7 +20,7 @@ class BenchConfig:
     baselines: tuple[str, ...] = ("input", "color-transfer")   # built-in names or NAME=DIR
     lpips_net: str = "alex"                        # alex | vgg
     lpips_random: bool = False                     # tests only: random backbone, rows named lpips_random
-    identity: str = "auto"                         # auto (ArcFace if imported, else dlib) | dlib | arcface
+    identity: str = "auto"                         # auto (ArcFace if imported, else dlib) | dlib | dlib-torch | arcface
     slices: tuple[str, ...] = SLICE_COLUMNS        # manifest columns to slice by
     cross: tuple[str, ...] = ()                    # crossings, e.g. "gender*age_group"
     kid_subsets: int = 100

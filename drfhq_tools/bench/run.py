@@ -114,7 +114,7 @@ class _Extractors:
     @property
     def identity(self):
         if self._identity is None:
-            self._identity = identity_network(self.config.identity)
+            self._identity = identity_network(self.config.identity, self.config.device)
         return self._identity
 
     @property

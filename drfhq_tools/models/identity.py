@@ -72,6 +72,33 @@ class DlibIdentity:
         return np.asarray(self.net.compute_face_descriptor(self.chips(images, landmarks5)), dtype=np.float64)
 
 
+class DlibTorchIdentity(DlibIdentity):
+    """The same descriptor computed by our torch port (equal to dlib's to 1e-5), in batches, on any device."""
+
+    name = "dlib-resnet-v1-torch"
+
+    def __init__(self, device: str = "cpu"):
+        import torch
+
+        from .dlib_resnet import DlibFaceResNet
+
+        model = resolve("dlib-face-descriptor")
+        self.weights_sha256 = model.sha256
+        self.device = device
+        self.torch_net = DlibFaceResNet.from_dlib_file(model.path).to(device)
+        self.calls = 0
+        self._torch = torch
+
+    def __call__(self, images, landmarks5, landmarks68=None) -> np.ndarray:
+        if not images:
+            return np.zeros((0, 128))
+        chips = np.stack(self.chips(images, landmarks5))
+        self.calls += 1
+        with self._torch.no_grad():
+            x = self._torch.from_numpy(chips).permute(0, 3, 1, 2).float().to(self.device)
+            return self.torch_net(x).double().cpu().numpy()
+
+
 class ArcFaceIdentity:
     name = "arcface-r50-buffalo_l"
     preprocessing = "arcface-112-5pt-template"
@@ -94,12 +121,14 @@ class ArcFaceIdentity:
         return self.session.run(None, {self.session.get_inputs()[0].name: np.ascontiguousarray(batch)})[0].astype(np.float64)
 
 
-IDENTITY_CHOICES = ("auto", "dlib", "arcface")
+IDENTITY_CHOICES = ("auto", "dlib", "dlib-torch", "arcface")
 
 
-def identity_network(choice: str = "auto"):
+def identity_network(choice: str = "auto", device: str = "cpu"):
     if choice not in IDENTITY_CHOICES:
         raise DrfhqError(f"--identity {choice}: choose one of {', '.join(IDENTITY_CHOICES)}")
     if choice == "arcface" or (choice == "auto" and try_resolve("arcface-buffalo-l") is not None):
         return ArcFaceIdentity()
+    if choice == "dlib-torch":
+        return DlibTorchIdentity(device)
     return DlibIdentity()
