@@ -1,1 +1,2 @@
-"""Stage 2 (in progress): generators. Today: MobileStyleGAN (FFHQ) in torch, converted from OpenVINO IR."""
+"""Stage 2 (in progress): generators. StyleGAN2 in torch (NVIDIA key layout) and MobileStyleGAN (FFHQ)
+converted from OpenVINO IR. Training and translation are not built yet."""

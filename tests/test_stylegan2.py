@@ -1,0 +1,94 @@
+"""StyleGAN2 generator and discriminator (tiny configuration on the CPU) and checkpoint layouts."""
+
+import numpy as np
+import pytest
+import torch
+
+from drfhq_tools.errors import DrfhqError
+from drfhq_tools.gan.stylegan2 import (CONFIGS, Discriminator, Generator, StyleGAN2Config, load_generator, load_state,
+                                       rosinality_to_nvidia, save_generator)
+
+
+@pytest.fixture()
+def tiny():
+    torch.manual_seed(0)
+    return Generator(CONFIGS["tiny"]).eval()
+
+
+def _z(g, n=2, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, g.z_dim)).astype(np.float32))
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_generator_and_discriminator_shapes_and_gradients(resolution):
+    cfg = StyleGAN2Config(resolution=resolution, z_dim=32, w_dim=32, mapping_layers=2, channel_base=1024, channel_max=32)
+    g, d = Generator(cfg), Discriminator(cfg)
+    images = g(torch.randn(4, 32))
+    assert images.shape == (4, 3, resolution, resolution) and torch.isfinite(images).all()
+    assert g.num_ws == 2 * (int(np.log2(resolution)) - 2) + 2
+    logits = d(images)
+    assert logits.shape == (4, 1)
+    logits.sum().backward()
+    assert g.synthesis.b4.const.grad is not None and g.mapping.fc0.weight.grad is not None
+
+
+def test_w_plus_and_truncation(tiny):
+    with torch.no_grad():
+        w = tiny.map(_z(tiny))
+        assert torch.allclose(tiny.synthesize(w), tiny.synthesize(w[:, None].repeat(1, tiny.num_ws, 1)))
+        tiny.mapping.w_avg.copy_(w.mean(0))
+        assert torch.allclose(tiny.map(_z(tiny), truncation_psi=0.0), w.mean(0).expand(2, -1))
+    assert [tiny.style_resolution(i) for i in (0, 1, 2, tiny.num_ws - 1)] == [4, 4, 8, 32]
+
+
+def test_saved_and_loaded_generator_gives_bit_identical_images(tiny, tmp_path):
+    save_generator(tiny, tmp_path / "g", extra={"note": "test"})
+    loaded = load_generator(tmp_path / "g")
+    with torch.no_grad():
+        assert torch.equal(tiny(_z(tiny)), loaded(_z(tiny)))
+
+
+def test_an_official_layout_state_dict_loads_and_generates(tiny):
+    # NVIDIA stylegan2-ada-pytorch G_ema keys are this module's own keys: build such a dict by hand
+    official = {k: v.clone() for k, v in tiny.state_dict().items()}
+    assert "synthesis.b32.conv0.affine.weight" in official and "mapping.fc1.bias" in official
+    other = Generator(CONFIGS["tiny"])
+    load_state(other, official, "official.pkl")
+    with torch.no_grad():
+        assert torch.equal(other(_z(tiny)), tiny(_z(tiny)))
+
+
+def test_a_rosinality_checkpoint_converts(tiny):
+    cfg = CONFIGS["tiny"]
+    s = tiny.state_dict()
+    ros = {"input.input": s["synthesis.b4.const"][None], "latent_avg": s["mapping.w_avg"]}
+    for i in range(cfg.mapping_layers):
+        ros[f"style.{i + 1}.weight"], ros[f"style.{i + 1}.bias"] = s[f"mapping.fc{i}.weight"], s[f"mapping.fc{i}.bias"]
+    layers = [("conv1", "synthesis.b4.conv1", 4)]
+    rgbs = [("to_rgb1", "synthesis.b4.torgb")]
+    for k, res in enumerate([8, 16, 32]):
+        layers += [(f"convs.{2 * k}", f"synthesis.b{res}.conv0", res), (f"convs.{2 * k + 1}", f"synthesis.b{res}.conv1", res)]
+        rgbs.append((f"to_rgbs.{k}", f"synthesis.b{res}.torgb"))
+    for n, (src, dst, res) in enumerate(layers):
+        ros[f"{src}.conv.weight"] = s[f"{dst}.weight"][None]
+        ros[f"{src}.conv.modulation.weight"], ros[f"{src}.conv.modulation.bias"] = s[f"{dst}.affine.weight"], s[f"{dst}.affine.bias"]
+        ros[f"{src}.activate.bias"] = s[f"{dst}.bias"]
+        ros[f"{src}.noise.weight"] = s[f"{dst}.noise_strength"].reshape(1)
+        ros[f"noises.noise_{n}"] = s[f"{dst}.noise_const"].reshape(1, 1, res, res)
+    for src, dst in rgbs:
+        ros[f"{src}.conv.weight"] = s[f"{dst}.weight"][None]
+        ros[f"{src}.conv.modulation.weight"], ros[f"{src}.conv.modulation.bias"] = s[f"{dst}.affine.weight"], s[f"{dst}.affine.bias"]
+        ros[f"{src}.bias"] = s[f"{dst}.bias"].reshape(1, 3, 1, 1)
+    converted = Generator(cfg)
+    load_state(converted, rosinality_to_nvidia(ros, cfg), "rosinality.pt")
+    with torch.no_grad():
+        assert torch.equal(converted(_z(tiny)), tiny(_z(tiny)))
+
+
+def test_an_unknown_layout_names_the_keys_it_could_not_map(tiny):
+    state = dict(tiny.state_dict())
+    state["encoder.fc.weight"] = torch.zeros(3)
+    del state["mapping.fc0.weight"]
+    with pytest.raises(DrfhqError) as info:
+        load_state(Generator(CONFIGS["tiny"]), state, "mystery.pt")
+    assert "encoder.fc.weight" in str(info.value) and "mapping.fc0.weight" in str(info.value)
