@@ -2,7 +2,6 @@
 slices, caching and the result tables."""
 
 import json
-import shutil
 import subprocess
 import sys
 import warnings

@@ -6,7 +6,6 @@ import itertools
 import random
 import shutil
 
-import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 

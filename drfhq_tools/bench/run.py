@@ -30,7 +30,7 @@ from ..models.weights import home
 from .cache import FeatureCache
 from .config import BenchConfig
 from .methods import BUILTIN_METHODS, MethodOutputs, lab_statistics, match_folder, parse_baselines
-from .metrics import FrechetReference, bootstrap_summary, cosine_similarity, kernel_inception_distance, kid_subset_size
+from .metrics import FrechetReference, bootstrap_summary, cosine_similarity, kernel_inception_distance
 
 
 @dataclass

@@ -8,9 +8,8 @@ between photos of one person: head pose, expression, lights, background. Same se
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-import dataclasses
 import datetime as dt
 import functools
 import itertools

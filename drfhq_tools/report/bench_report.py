@@ -7,7 +7,6 @@ import html
 import math
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 from rich.table import Table
 
