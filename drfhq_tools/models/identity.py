@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DrfhqError
+from .faces import face_chip
 from .weights import resolve, try_resolve
 
 ARCFACE_TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -55,14 +56,12 @@ class DlibIdentity:
         self.calls = 0
 
     def chips(self, images, landmarks5) -> list[np.ndarray]:
+        """dlib's 150-px chips (get_face_chip: similarity from the 5 landmarks, padding 0.25)."""
         chips = []
         for rgb, lm in zip(images, landmarks5):
             lm = np.asarray(lm).reshape(5, 2)
-            x0, y0 = lm.min(0)
-            x1, y1 = lm.max(0)
-            rect = dlib.rectangle(int(x0), int(y0), int(x1) + 1, int(y1) + 1)
-            shape = dlib.full_object_detection(rect, dlib.points([dlib.point(int(round(x)), int(round(y))) for x, y in lm]))
-            chips.append(np.asarray(dlib.get_face_chip(np.ascontiguousarray(rgb), shape, 150, 0.25)))
+            box = (*lm.min(0), *(lm.max(0) + 1))
+            chips.append(face_chip(np.ascontiguousarray(rgb), box, lm, 150, 0.25))
         return chips
 
     def __call__(self, images: list[np.ndarray], landmarks5: list[np.ndarray], landmarks68=None) -> np.ndarray:
