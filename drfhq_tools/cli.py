@@ -116,7 +116,10 @@ def bench_cmd(
     dataset: Path = typer.Option(..., help="A dataset from `drfhq build-dataset`."),
     real: Path = typer.Option(..., help="Real face photos: a dataset, a folder of aligned images, or raw photos."),
     out: Path = typer.Option(..., help="Run folder: results.duckdb, *.parquet, report.html."),
-    baselines: Optional[str] = typer.Option(None, help="Comma list: input, color-transfer, NAME=DIR (default: input,color-transfer)."),
+    baselines: Optional[str] = typer.Option(None, help="Comma list: input, color-transfer, NAME=DIR; with --ckpt also transfer, project-real, layer-swap (default: input,color-transfer)."),
+    ckpt: Optional[Path] = typer.Option(None, help="A `drfhq train` run: bench runs translate for the generator methods."),
+    translate_steps: Optional[int] = typer.Option(None, help="Inversion steps of the generator methods (default 300)."),
+    translate_lpips: Optional[str] = typer.Option(None, help="LPIPS of those inversions: vgg (default) | alex."),
     lpips_net: Optional[str] = typer.Option(None, help="LPIPS backbone: alex (default) or vgg."),
     identity: Optional[str] = typer.Option(None, help="auto (ArcFace if imported, else dlib) | dlib | dlib-torch (same numbers, batched, GPU) | arcface."),
     slices: Optional[str] = typer.Option(None, help="Slice columns, default gender,age_group,race."),
@@ -147,7 +150,8 @@ def bench_cmd(
             "lpips_net": lpips_net, "identity": identity, "slices": split(slices), "cross": split(cross),
             "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "bootstrap": bootstrap, "seed": seed,
             "fid_min_n": fid_min_n, "device": device, "batch_size": batch_size, "cache": str(cache) if cache else None,
-            "limit": limit,
+            "limit": limit, "ckpt": str(ckpt) if ckpt else None, "translate_steps": translate_steps,
+            "translate_lpips": translate_lpips,
         }, str(config or "options"))
         with progress_bar("features") as update:
             run = run_bench(cfg, progress=update, log=console.print)
@@ -156,6 +160,95 @@ def bench_cmd(
     console.print(overall_table(run))
     console.print(f"report: {run.out / 'report.html'}   tables: {run.out / 'results.duckdb'}")
     console.print(f'try: drfhq query {run.out} "SELECT method, metric, grp, n, value FROM results WHERE slice = \'gender\'"')
+
+
+@app.command("train")
+def train_cmd(
+    dataset: Path = typer.Argument(..., help="A build-dataset folder of renders."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoint, g_real/, g_render/, grids, losses)."),
+    base: Optional[str] = typer.Option(None, help="none | mobilestylegan-ffhq | stylegan2-ffhq | FILE.pkl | FILE.pt | generator folder."),
+    config: Optional[str] = typer.Option(None, help="tiny | cpu256 | 256 | 1024: G for --base none, and D's channels."),
+    resolution: Optional[int] = typer.Option(None, help="Training resolution of D and the losses (default: G's, capped by --config)."),
+    kimg: Optional[float] = typer.Option(None, help="Thousands of images to train on."),
+    batch: Optional[int] = typer.Option(None, help="Global batch (split over torchrun processes)."),
+    lr_g: Optional[float] = typer.Option(None), lr_d: Optional[float] = typer.Option(None),
+    r1_gamma: Optional[float] = typer.Option(None), r1_interval: Optional[int] = typer.Option(None),
+    ema_kimg: Optional[float] = typer.Option(None), mbstd_group: Optional[int] = typer.Option(None),
+    w_adversarial: Optional[float] = typer.Option(None), w_identity: Optional[float] = typer.Option(None),
+    w_colour: Optional[float] = typer.Option(None), w_geometry: Optional[float] = typer.Option(None),
+    identity: Optional[str] = typer.Option(None, help="dlib-torch | none."),
+    freeze_mapping: Optional[bool] = typer.Option(None, "--freeze-mapping/--train-mapping", help="Keep W shared (default)."),
+    freeze_below: Optional[int] = typer.Option(None, help="Freeze synthesis layers below this resolution."),
+    augment: Optional[str] = typer.Option(None, help="DiffAugment policies: color,translation,cutout or none."),
+    snapshot_kimg: Optional[float] = typer.Option(None, help="Snapshot (checkpoint, grid, curves) every N kimg."),
+    grid: Optional[int] = typer.Option(None, help="Fixed seeds in each snapshot grid (default 6)."),
+    seed: Optional[int] = typer.Option(None), device: Optional[str] = typer.Option(None, help="cpu | cuda."),
+    limit: Optional[int] = typer.Option(None, help="Use the first N dataset rows only."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
+    config_file: Optional[Path] = typer.Option(None, "--config-file", help="JSON with any of these options."),
+) -> None:
+    """Fine-tune G_render from a pretrained G_real with identity, colour and geometry consistency.
+    Several processes: torchrun --nproc_per_node N -m drfhq_tools.cli train ..."""
+    from .dataset.config import load_config_file, merge_config
+    from .gan.train import TrainConfig, distributed_from_env, train
+
+    try:
+        file_values = load_config_file(config_file) if config_file else {}
+        policies = None if augment is None else tuple(a for a in augment.split(",") if a and a != "none")
+        cfg = merge_config(TrainConfig, file_values, {
+            "dataset": str(dataset), "out": str(out), "base": base, "config": config, "resolution": resolution,
+            "kimg": kimg, "batch": batch, "lr_g": lr_g, "lr_d": lr_d, "r1_gamma": r1_gamma, "r1_interval": r1_interval,
+            "ema_kimg": ema_kimg, "mbstd_group": mbstd_group, "w_adversarial": w_adversarial, "w_identity": w_identity,
+            "w_colour": w_colour, "w_geometry": w_geometry, "identity": identity, "freeze_mapping": freeze_mapping,
+            "freeze_below": freeze_below, "augment": policies, "snapshot_kimg": snapshot_kimg, "grid": grid, "seed": seed,
+            "device": device, "limit": limit}, str(config_file or "options"))
+        cfg.validate()
+        with distributed_from_env(cfg.device) as group:
+            quiet = group.active and int(__import__("os").environ.get("RANK", "0")) != 0
+            if quiet:
+                train(cfg, resume=resume, log=lambda *a: None)
+            else:
+                with progress_bar("training steps") as update:
+                    train(cfg, resume=resume, progress=update, log=console.print)
+    except (DrfhqError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"run: {out}  (grids in {out / 'snapshots'}, curves {out / 'losses.png'}, generator {out / 'g_render'})")
+
+
+@app.command("translate")
+def translate_cmd(
+    dataset: Path = typer.Argument(..., help="A build-dataset folder of renders."),
+    ckpt: Path = typer.Option(..., "--ckpt", help="A `drfhq train` run folder."),
+    out: Path = typer.Option(..., "--out", help="Output folder: one subfolder per method."),
+    method: Optional[str] = typer.Option(None, help="Comma-separated: transfer (default), project-real, layer-swap."),
+    steps: Optional[int] = typer.Option(None, help="Inversion steps per image (default 300)."),
+    lr: Optional[float] = typer.Option(None), lpips_net: Optional[str] = typer.Option(None, help="vgg | alex."),
+    w_pixel: Optional[float] = typer.Option(None), w_identity: Optional[float] = typer.Option(None),
+    noise_regularize: Optional[float] = typer.Option(None),
+    swap_resolution: Optional[int] = typer.Option(None, help="layer-swap: G_render below this resolution."),
+    loss_resolution: Optional[int] = typer.Option(None), batch: Optional[int] = typer.Option(None),
+    device: Optional[str] = typer.Option(None), limit: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None),
+    config_file: Optional[Path] = typer.Option(None, "--config-file", help="JSON with any of these options."),
+) -> None:
+    """Turn aligned renders into realistic portraits (transfer) and the baselines (project-real, layer-swap)."""
+    from .dataset.config import load_config_file, merge_config
+    from .gan.translate import TranslateConfig, translate
+
+    try:
+        file_values = load_config_file(config_file) if config_file else {}
+        cfg = merge_config(TranslateConfig, file_values, {
+            "dataset": str(dataset), "ckpt": str(ckpt), "out": str(out),
+            "methods": tuple(m.strip() for m in method.split(",") if m.strip()) if method else None, "steps": steps, "lr": lr,
+            "lpips_net": lpips_net, "w_pixel": w_pixel, "w_identity": w_identity, "noise_regularize": noise_regularize,
+            "swap_resolution": swap_resolution, "loss_resolution": loss_resolution, "batch": batch, "device": device,
+            "limit": limit, "seed": seed}, str(config_file or "options"))
+        with progress_bar("inverting") as update:
+            translate(cfg, progress=update, log=console.print)
+    except (DrfhqError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"bench them: drfhq bench {dataset} --real REAL --out BENCH --baselines "
+                  + ",".join(f"{m}={out / m}" for m in cfg.methods))
 
 
 @app.command("query")
@@ -201,6 +294,14 @@ def models_list() -> None:
         table.add_row(row["name"], row["role"], "[green]yes[/]" if row["present"] else "[red]no[/]",
                       row["sha256"][:16] + ("..." if len(row["sha256"]) > 16 else ""), row["path"], row["licence"])
     console.print(table)
+    from .gan.networks import base_rows
+
+    bases = Table(title="base generators (drfhq train --base NAME)")
+    for column in ("name", "present", "licence", "what", "files"):
+        bases.add_column(column, overflow="fold")
+    for row in base_rows():
+        bases.add_row(row["name"], "[green]yes[/]" if row["present"] else "[red]no[/]", row["licence"], row["what"], row["files"])
+    console.print(bases)
 
 
 @models_app.command("import")

@@ -66,3 +66,30 @@ def test_bench_identity_extractors_agree(fixture_dataset):
     ported = identity_network("dlib-torch")
     assert ported.name != identity_network("dlib").name      # rows record which implementation made them
     assert np.abs(ported(images, [r["aligned_lm5"] for r in rows]) - native).max() < 1e-5
+
+
+def test_torch_chips_match_dlib_chips_and_carry_gradients(fixtures):
+    from drfhq_tools.models.chips import chip_matrix, extract_chips
+    from drfhq_tools.models.identity import DlibIdentity
+
+    dlib_id = DlibIdentity()
+    net = DlibFaceResNet.from_dlib_file(resolve("dlib-face-descriptor").path)
+    paths = sorted((fixtures / "real/frl_canada").glob("*.jpg"))[:3]
+    for path in paths:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        box = max(faces.detect_faces(rgb, "hog+cnn"), key=lambda f: f.area).box
+        lm = faces.landmarks(rgb, box, 5)
+        reference = dlib_id.chips([rgb], [lm])[0].astype(np.float32)
+        image = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float().requires_grad_(True)
+        chip = extract_chips(image, torch.from_numpy(chip_matrix(lm)))
+        # same geometry: what is left is dlib's rounding to uint8
+        assert np.abs(chip[0].detach().permute(1, 2, 0).numpy() - reference).mean() < 0.75
+        net(chip).sum().backward()
+        assert image.grad.abs().sum() > 0
+        # a 4x larger image (box-filtered before sampling) gives nearly the same descriptor
+        big = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * 4, rgb.shape[0] * 4), Image.BICUBIC))
+        with torch.no_grad():
+            d_big = net(extract_chips(torch.from_numpy(big.copy()).permute(2, 0, 1)[None].float(),
+                                      torch.from_numpy(chip_matrix(lm * 4 + 1.5))))
+        d_dlib = np.asarray(dlib_id([rgb], [lm])[0])
+        assert np.linalg.norm(d_big.numpy()[0] - d_dlib) < 0.05

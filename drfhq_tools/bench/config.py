@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import DrfhqError
 from ..models.identity import IDENTITY_CHOICES
-from .methods import BUILTIN_METHODS, parse_baselines
+from .methods import BUILTIN_METHODS, GENERATOR_METHODS, parse_baselines
 
 SLICE_COLUMNS = ("gender", "age_group", "race")
 
@@ -33,6 +33,10 @@ class BenchConfig:
     cache: str | None = None                       # feature cache file (default: $DRFHQ_HOME/cache/bench.sqlite)
     limit: int | None = None                       # use only the first N dataset rows (quick looks)
     samples: int = 8                               # rows in the report's sample grid
+    ckpt: str | None = None                        # a `drfhq train` run: enables transfer, project-real, layer-swap
+    translate_steps: int = 300                     # inversion steps of those methods
+    translate_lpips: str = "vgg"
+    translate_batch: int = 4
 
     def validate(self) -> None:
         dataset = Path(self.dataset)
@@ -41,9 +45,12 @@ class BenchConfig:
         if not Path(self.real).is_dir():
             raise DrfhqError(f"{self.real}: real-image folder does not exist")
         for name, folder in parse_baselines(self.baselines):
-            if folder is None and name not in BUILTIN_METHODS:
-                raise DrfhqError(f"--baselines: unknown built-in method '{name}' (built in: {', '.join(BUILTIN_METHODS)}; "
-                                 "or give NAME=DIR for a folder of outputs)")
+            if folder is None and name in GENERATOR_METHODS and not self.ckpt:
+                raise DrfhqError(f"--baselines: '{name}' runs a trained generator: give --ckpt RUN_DIR (a `drfhq train` "
+                                 f"run), or {name}=DIR for outputs of `drfhq translate`")
+            if folder is None and name not in BUILTIN_METHODS and name not in GENERATOR_METHODS:
+                raise DrfhqError(f"--baselines: unknown built-in method '{name}' (built in: "
+                                 f"{', '.join([*BUILTIN_METHODS, *GENERATOR_METHODS])}; or give NAME=DIR for a folder of outputs)")
             if folder is not None and not Path(folder).is_dir():
                 raise DrfhqError(f"--baselines: {name}={folder}: folder does not exist")
         if self.lpips_net not in ("alex", "vgg"):
@@ -61,5 +68,11 @@ class BenchConfig:
             raise DrfhqError("--kid-subsets, --bootstrap and --batch-size must be >= 1, --kid-subset-size >= 2")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise DrfhqError(f"--device {self.device}: cpu or cuda")
+        if self.ckpt is not None:
+            for part in ("g_real", "g_render"):
+                if not (Path(self.ckpt) / part / "generator.json").is_file():
+                    raise DrfhqError(f"--ckpt {self.ckpt}: not a `drfhq train` run (no {part}/generator.json)")
+            if self.translate_steps < 1 or self.translate_batch < 1 or self.translate_lpips not in ("alex", "vgg"):
+                raise DrfhqError("--translate-steps and --translate-batch must be >= 1, --translate-lpips alex or vgg")
         if self.limit is not None and self.limit < 2:
             raise DrfhqError("--limit must be at least 2")

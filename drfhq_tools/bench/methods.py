@@ -2,8 +2,9 @@
 
 Built in: `input` (the render unchanged: the uncanny-valley baseline) and `color-transfer` (Reinhard et
 al. 2001: each face's l-alpha-beta mean and spread matched to the real set's). External methods are
-folders of outputs from other tools, matched to dataset rows by id or file stem. The generator stage
-registers more built-ins (transfer, project-real, layer-swap) in BUILTIN_METHODS.
+folders of outputs from other tools, matched to dataset rows by id or file stem. With `--ckpt RUN`
+(a `drfhq train` run) the generator methods transfer, project-real and layer-swap are built in too:
+bench runs `translate` for them into its own methods/ folder.
 """
 
 from __future__ import annotations
@@ -128,4 +129,17 @@ def _method_color_transfer(rows: list[dict], out_dir: Path, context: dict) -> di
     return paths
 
 
+def _generator_method(name: str) -> BuiltinMethod:
+    def run(rows: list[dict], out_dir: Path, context: dict) -> dict[str, Path]:
+        from ..gan.translate import TranslateConfig, translate
+
+        config = context["config"]
+        cfg = TranslateConfig(dataset=config.dataset, ckpt=config.ckpt, out=str(out_dir.parent), methods=(name,),
+                              steps=config.translate_steps, lpips_net=config.translate_lpips, device=config.device,
+                              limit=config.limit, batch=config.translate_batch)
+        return translate(cfg, progress=context.get("progress"), log=context.get("log", print))[name]
+    return run
+
+
 BUILTIN_METHODS: dict[str, BuiltinMethod] = {"input": _method_input, "color-transfer": _method_color_transfer}
+GENERATOR_METHODS: dict[str, BuiltinMethod] = {m: _generator_method(m) for m in ("transfer", "project-real", "layer-swap")}

@@ -29,7 +29,7 @@ from ..models.lpips_net import LpipsDistance
 from ..models.weights import home
 from .cache import FeatureCache
 from .config import BenchConfig
-from .methods import BUILTIN_METHODS, MethodOutputs, lab_statistics, match_folder, parse_baselines
+from .methods import BUILTIN_METHODS, GENERATOR_METHODS, MethodOutputs, lab_statistics, match_folder, parse_baselines
 from .metrics import FrechetReference, bootstrap_summary, cosine_similarity, kernel_inception_distance
 
 
@@ -207,12 +207,12 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
                 lab_cache["stats"] = lab_statistics([_load_image(p) for p in reals[:500]])
             return lab_cache["stats"]
 
-        context = {"real_lab_stats": real_lab_stats, "config": config, "size": size}
+        context = {"real_lab_stats": real_lab_stats, "config": config, "size": size, "progress": progress, "log": log}
         by_id = {r["id"]: r for r in rows}
         methods: list[MethodOutputs] = []
         for name, folder in methods_spec:
             if folder is None:
-                paths = BUILTIN_METHODS[name](rows, out / "methods" / name, context)
+                paths = {**BUILTIN_METHODS, **GENERATOR_METHODS}[name](rows, out / "methods" / name, context)
                 methods.append(MethodOutputs(name, paths, [r["id"] for r in rows if r["id"] not in paths], [], [], "built-in"))
             else:
                 methods.append(match_folder(name, Path(folder), rows, size))

@@ -22,6 +22,7 @@ LICENCE = "NVIDIA Source Code License (non-commercial); MobileStyleGAN distilled
 class MobileStyleGAN(nn.Module):
     z_dim = w_dim = 512
     resolution = 1024
+    weights_prescaled = True     # equalised-LR gains are folded into the IR's weights (see train.py)
 
     def __init__(self):
         super().__init__()
@@ -43,10 +44,53 @@ class MobileStyleGAN(nn.Module):
         name = self.style_names[index]
         return 4 if name.startswith("m.conv1") else 8 * 2 ** int(name.split(".")[2])
 
+    @property
+    def img_resolution(self) -> int:
+        return self.resolution
+
+    def parameter_groups(self) -> dict[str, str | int]:
+        """Learned weights -> 'mapping' or the resolution of the synthesis layer they belong to. The
+        inverse-Haar kernels, the frozen noise maps and scalar constants are left out (never trained)."""
+        if getattr(self, "_groups", None) is None:
+            self._groups = {f"mapping.{key}": "mapping" for lid, key in self.mapping.param_names.items()
+                            if self.mapping.constant(lid).is_floating_point() and self.mapping.constant(lid).numel() > 1}
+            graph = self.synthesis
+            consumers: dict[int, list[int]] = {}
+            for lid, ins in graph.inputs_of.items():
+                for _, src, _ in ins:
+                    consumers.setdefault(src, []).append(lid)
+            convs = ("Convolution", "GroupConvolution", "GroupConvolutionBackpropData")
+            for lid, key in graph.param_names.items():
+                value = graph.constant(lid)
+                if not value.is_floating_point() or value.numel() <= 1:
+                    continue
+                first = [graph.layers[c]["type"] for c in consumers.get(lid, [])]
+                if "GroupConvolutionBackpropData" in first or (value.dim() == 4 and value.shape[:2] == (1, 1)):
+                    continue   # wavelet kernel or noise map
+                frontier, seen, resolution = list(consumers.get(lid, [])), set(), None
+                while frontier and resolution is None:   # breadth-first to the first convolution it feeds
+                    nxt = []
+                    for c in frontier:
+                        info = graph.layers[c]
+                        if info["type"] in convs and len(info["out_dims"]) == 4:
+                            resolution = max(info["out_dims"][2:])
+                            break
+                        for d in consumers.get(c, []):
+                            if d not in seen:
+                                seen.add(d)
+                                nxt.append(d)
+                    frontier = nxt
+                if resolution is not None:
+                    self._groups[f"synthesis.{key}"] = resolution
+        return self._groups
+
     def map(self, z: torch.Tensor) -> torch.Tensor:
         return self.mapping({self.mapping.input_names[0]: z})
 
-    def synthesize(self, w: torch.Tensor) -> torch.Tensor:
+    def noise_maps(self) -> dict[str, torch.Tensor]:
+        return {}      # MobileStyleGAN's noise is frozen into the graph: nothing for a projector to fit
+
+    def synthesize(self, w: torch.Tensor, noise=None) -> torch.Tensor:
         """w: N x 512 (one w) or N x num_ws x 512 (W+) -> N x 3 x 1024 x 1024 in about [-1, 1]."""
         if w.dim() == 2:
             return self.synthesis({self.synthesis.input_names[0]: w})

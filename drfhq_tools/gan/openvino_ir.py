@@ -45,6 +45,9 @@ class IRGraph(nn.Module):
             lid = int(layer.get("id"))
             data = layer.find("data")
             info = {"type": layer.get("type"), "name": layer.get("name"), "data": dict(data.attrib) if data is not None else {}}
+            out_port = layer.find("output/port")
+            # static output shape as the IR records it (batch 1): used to place constants in the network
+            info["out_dims"] = [int(d.text) for d in out_port.findall("dim")] if out_port is not None else []
             self.layers[lid] = info
             if info["type"] == "Const":
                 d = info["data"]
@@ -134,6 +137,14 @@ def _conv(data, args, groups_from_weight=False, transposed=False):
     if transposed:
         if any(pads_begin) or any(pads_end):
             raise DrfhqError("padded transposed convolution is not supported")
+        kh, kw = w.shape[-2:]
+        if (groups == x.shape[1] and w.shape[0] == groups and not any(_ints(data.get("output_padding")))
+                and w.shape[1] == 1 and [kh, kw] == stride and dilation == [1, 1]):
+            # per-channel upsampling (the inverse Haar steps): each input pixel becomes a kh x kw tile, a
+            # broadcast product that is several times faster than a grouped transposed convolution on the CPU
+            n, c, h, wd = x.shape
+            tile = w.reshape(1, c, 1, kh, 1, kw)
+            return (x[:, :, :, None, :, None] * tile).reshape(n, c, h * kh, wd * kw)
         output_padding = _ints(data.get("output_padding")) or [0, 0]
         return F.conv_transpose2d(x, w, stride=stride, groups=groups, dilation=dilation, output_padding=output_padding)
     if pads_begin != pads_end:
@@ -212,11 +223,9 @@ def _reduce_mean(data, args):
 
 def _prelu(data, args):
     x, slope = args
-    if slope.numel() == 1:
-        return torch.where(x >= 0, x, x * slope.reshape(()))
-    shape = [1] * x.dim()
-    shape[1] = slope.numel()
-    return torch.where(x >= 0, x, x * slope.reshape(shape))
+    if slope.numel() == 1 or (x.dim() > 1 and slope.numel() == x.shape[1]):
+        return F.prelu(x, slope.reshape(-1))     # native kernel: faster than a where()
+    raise DrfhqError(f"PReLU slope of {slope.numel()} values for input {tuple(x.shape)} is not supported")
 
 
 _OPS = {

@@ -14,10 +14,8 @@ eps 1e-8, [1,3,3,1] filters); bitwise parity with NVIDIA's custom CUDA ops is no
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +54,7 @@ class StyleGAN2Config:
 
 CONFIGS = {
     "tiny": StyleGAN2Config(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=2048, channel_max=64),
+    "cpu256": StyleGAN2Config(resolution=256, z_dim=128, w_dim=128, mapping_layers=4, channel_base=4096, channel_max=128),
     "256": StyleGAN2Config(resolution=256, channel_base=16384, channel_max=512),
     "1024": StyleGAN2Config(resolution=1024),
 }
@@ -67,13 +66,14 @@ def _fir_kernel(device=None) -> torch.Tensor:
     return k / k.sum()
 
 
-def upsample2x(x: torch.Tensor) -> torch.Tensor:
-    """Zero-insertion upsampling followed by the [1,3,3,1] FIR filter (gain 4), as upfirdn2d(up=2)."""
+def upsample2x(x: torch.Tensor, pad: tuple[int, int] = (2, 1)) -> torch.Tensor:
+    """upfirdn2d(up=2) with the [1,3,3,1] filter (gain 4): zero insertion, padding (before, after) on
+    the upsampled grid, then the filter. (2, 1) keeps the size doubled (NVIDIA's upsample2d)."""
     n, c, h, w = x.shape
     k = (_fir_kernel(x.device) * 4).to(x.dtype)
     up = x.new_zeros(n, c, h * 2, w * 2)
     up[:, :, ::2, ::2] = x
-    up = F.pad(up, (2, 1, 2, 1))
+    up = F.pad(up, (pad[0], pad[1], pad[0], pad[1]))
     return F.conv2d(up, k.expand(c, 1, 4, 4), groups=c)
 
 
@@ -126,8 +126,11 @@ def modulated_conv2d(x, weight, styles, demodulate=True, up=False):
     x = x.reshape(1, n * in_ch, *x.shape[2:])
     w = w.reshape(n * out_ch, in_ch, kh, kw)
     if up:
-        x = upsample2x(x)
-    x = F.conv2d(x, w, padding=kh // 2, groups=n)
+        # NVIDIA's conv2d_resample(up=2, padding=1, flip_weight=False): filter the zero-inserted input
+        # padded (3, 2), then a true convolution (flipped kernel) without padding
+        x = F.conv2d(upsample2x(x, (kh // 2 + 2, kh // 2 + 1)), w.flip([2, 3]), groups=n)
+    else:
+        x = F.conv2d(x, w, padding=kh // 2, groups=n)
     return x.reshape(n, out_ch, *x.shape[2:])
 
 
@@ -142,10 +145,12 @@ class SynthesisLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_ch * 9)
         self.up = up
 
-    def forward(self, x, w, noise_mode="const"):
+    def forward(self, x, w, noise_mode="const", noise=None):
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up)
-        if noise_mode == "const":
+        if noise is not None:          # per-image maps (the projector optimises them)
+            x = x + noise * self.noise_strength
+        elif noise_mode == "const":
             x = x + self.noise_const * self.noise_strength
         elif noise_mode == "random":
             x = x + torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device) * self.noise_strength
@@ -176,14 +181,14 @@ class SynthesisBlock(nn.Module):
         self.torgb = ToRGBLayer(out_ch, w_dim)
         self.num_conv = 1 if in_ch == 0 else 2
 
-    def forward(self, x, img, ws, noise_mode="const"):
-        k = 0
+    def forward(self, x, img, ws, noise_mode="const", noise=None):
+        k, noise = 0, noise or {}
         if x is None:
             x = self.const[None].expand(ws.shape[0], -1, -1, -1)
         else:
-            x = self.conv0(x, ws[:, k], noise_mode)
+            x = self.conv0(x, ws[:, k], noise_mode, noise.get(f"b{self.resolution}.conv0"))
             k += 1
-        x = self.conv1(x, ws[:, k], noise_mode)
+        x = self.conv1(x, ws[:, k], noise_mode, noise.get(f"b{self.resolution}.conv1"))
         y = self.torgb(x, ws[:, k + 1])
         img = y if img is None else upsample2x(img) + y
         return x, img
@@ -200,11 +205,11 @@ class SynthesisNetwork(nn.Module):
     def blocks(self):
         return [getattr(self, f"b{res}") for res in self.resolutions]
 
-    def forward(self, ws, noise_mode="const"):
+    def forward(self, ws, noise_mode="const", noise=None):
         x = img = None
         k = 0
         for block in self.blocks():
-            x, img = block(x, img, ws[:, k:k + block.num_conv + 1], noise_mode)
+            x, img = block(x, img, ws[:, k:k + block.num_conv + 1], noise_mode, noise)
             k += block.num_conv
         return img
 
@@ -227,12 +232,23 @@ class Generator(nn.Module):
             k += block.num_conv
         return self.img_resolution
 
+    def parameter_groups(self) -> dict[str, str | int]:
+        """Parameter name -> 'mapping' or the resolution of its synthesis block (for freezing and swaps)."""
+        return {name: "mapping" if name.startswith("mapping.") else int(name.split(".")[1][1:])
+                for name, _ in self.named_parameters()}
+
     def map(self, z, truncation_psi=1.0):
         return self.mapping(z, truncation_psi)
 
-    def synthesize(self, w, noise_mode="const"):
+    def synthesize(self, w, noise_mode="const", noise=None):
+        """noise: optional {'b{res}.conv0|conv1': N x 1 x res x res} replacing the stored maps."""
         ws = w[:, None].expand(-1, self.num_ws, -1) if w.dim() == 2 else w
-        return self.synthesis(ws, noise_mode)
+        return self.synthesis(ws, noise_mode, noise)
+
+    def noise_maps(self) -> dict[str, torch.Tensor]:
+        """The stored noise maps by layer, the projector's starting point."""
+        return {f"b{b.resolution}.{name}": getattr(b, name).noise_const
+                for b in self.synthesis.blocks() for name in ("conv0", "conv1") if hasattr(b, name)}
 
     def forward(self, z, truncation_psi=1.0, noise_mode="const"):
         return self.synthesize(self.map(z, truncation_psi), noise_mode)
@@ -293,43 +309,16 @@ class Discriminator(nn.Module):
         g = min(self.mbstd_group, n)
         while n % g:
             g -= 1
-        y = x.reshape(g, -1, c, h, w)
-        y = (y - y.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt().mean(dim=[1, 2, 3])
-        y = y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w)
+        # groups of g consecutive images (NVIDIA strides them): a batch split into per-process chunks
+        # then forms the same groups as the whole batch in one process
+        y = x.reshape(-1, g, c, h, w)
+        y = (y - y.mean(dim=1, keepdim=True)).square().mean(dim=1).add(1e-8).sqrt().mean(dim=[1, 2, 3])
+        y = y.reshape(-1, 1, 1, 1, 1).expand(-1, g, 1, h, w).reshape(n, 1, h, w)
         x = self.b4_conv(torch.cat([x, y], dim=1))
         return self.b4_out(self.b4_fc(x.flatten(1)))
 
 
 # ---------------------------------------------------------------- checkpoints
-
-def save_generator(generator: Generator, folder: str | Path, extra: dict | None = None) -> Path:
-    """Our format: `generator.safetensors` (weights) and `generator.json` (config and provenance)."""
-    from safetensors.torch import save_file
-
-    from ..io import atomic_write_json
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in generator.state_dict().items()}
-    tmp = folder / ".generator.safetensors.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(folder / "generator.safetensors")
-    atomic_write_json(folder / "generator.json", {"format": "drfhq-stylegan2", "version": 1, "config": asdict(generator.cfg), **(extra or {})})
-    return folder
-
-
-def load_generator(folder: str | Path) -> Generator:
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    meta_path, weights_path = folder / "generator.json", folder / "generator.safetensors"
-    if not meta_path.is_file() or not weights_path.is_file():
-        raise DrfhqError(f"{folder}: not a drfhq generator (needs generator.json and generator.safetensors)")
-    meta = json.loads(meta_path.read_text())
-    generator = Generator(StyleGAN2Config(**meta["config"]))
-    load_state(generator, load_file(str(weights_path)), str(weights_path))
-    return generator
-
 
 def load_state(generator: Generator, state: dict, source: str) -> None:
     """Strict loading with a message naming the keys that could not be mapped."""

@@ -1,0 +1,444 @@
+"""`drfhq train`: fine-tune G_render (a copy of the pretrained G_real) on a rendered dataset so that one
+latent code w gives the same person in both generators (Wang et al. 2023).
+
+One step, for a batch of z drawn from a per-step seed (so a resumed or a distributed run draws the same):
+  w = G_real.map(z)                              shared latent (the mapping is frozen by default)
+  G phase: adversarial(D(aug(G_render(w))))  + identity(G_render(w), G_real(w))
+           + colour(...) + geometry(...)        weights in the config
+  D phase: logistic loss on augmented reals and the detached fakes; lazy R1 every r1_interval steps
+  EMA of G_render's trained weights.
+Under torchrun each process takes a contiguous slice of the batch; gradients are summed across
+processes (each local loss is scaled by its share of the batch), so N processes compute what one does.
+
+Run folder: train-config.json, g_real/ (the base, frozen), g_render/ (EMA weights, our format, with
+the config inside), checkpoint.pt (everything `--resume` needs), losses.csv, losses.png,
+snapshots/grid-KIMG.png (fixed seeds: G_real(w) row over G_render(w) row).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from PIL import Image
+
+from ..errors import DrfhqError
+from ..runtime import keep_freed_memory
+from ..io import FolderLock, atomic_save_image, atomic_write_json, atomic_write_text
+from . import losses as L
+from .networks import load_base, load_generator, save_generator, set_trainable, trainable_names
+from .stylegan2 import CONFIGS, Discriminator, StyleGAN2Config
+
+AUGMENT_POLICIES = ("color", "translation", "cutout")
+IDENTITY_NETWORKS = ("dlib-torch", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str                          # a build-dataset folder (its status-ok aligned images)
+    out: str                              # run folder
+    base: str = "none"                    # none | mobilestylegan-ffhq | stylegan2-ffhq | .pkl | .pt | run/g_* folder
+    config: str = "tiny"                  # generator for --base none, and the discriminator's channels
+    resolution: int | None = None         # training resolution (D and losses); default min(G's, config's)
+    kimg: float = 1.0                     # thousands of generated images to train on
+    batch: int = 4
+    lr_g: float = 0.002
+    lr_d: float = 0.002
+    r1_gamma: float = 1.0
+    r1_interval: int = 16
+    ema_kimg: float = 0.5                 # EMA half-life in thousands of images
+    mbstd_group: int = 4                  # minibatch-std group (must divide the per-process batch)
+    w_adversarial: float = 1.0
+    w_identity: float = 1.0
+    w_colour: float = 1.0
+    w_geometry: float = 0.5
+    identity: str = "dlib-torch"          # dlib-torch | none (ArcFace in torch is not shipped)
+    freeze_mapping: bool = True           # keep W shared: translate decodes G_render's w with G_real
+    freeze_below: int = 0                 # freeze synthesis layers below this resolution (e.g. 16)
+    augment: tuple[str, ...] = ("color", "translation", "cutout")
+    snapshot_kimg: float = 0.25
+    grid: int = 6                         # fixed seeds in the snapshot grid
+    seed: int = 0
+    device: str = "cpu"
+    limit: int | None = None              # first N dataset rows only
+
+    def validate(self) -> None:
+        if not (Path(self.dataset) / "manifest.parquet").is_file():
+            raise DrfhqError(f"{self.dataset}: not a dataset (no manifest.parquet); make one with `drfhq build-dataset`")
+        if self.config not in CONFIGS:
+            raise DrfhqError(f"--config {self.config}: choose one of {', '.join(CONFIGS)}")
+        if self.resolution is not None and (self.resolution < 32 or self.resolution & (self.resolution - 1)):
+            raise DrfhqError(f"--resolution {self.resolution}: a power of two, at least 32")
+        if self.kimg <= 0 or self.batch < 1 or self.snapshot_kimg <= 0 or self.r1_interval < 1 or self.grid < 1:
+            raise DrfhqError("--kimg, --snapshot-kimg must be > 0; --batch, --r1-interval, --grid >= 1")
+        if min(self.lr_g, self.lr_d) <= 0 or self.ema_kimg < 0:
+            raise DrfhqError("learning rates must be > 0 and --ema-kimg >= 0")
+        if min(self.w_adversarial, self.w_identity, self.w_colour, self.w_geometry) < 0:
+            raise DrfhqError("loss weights must be >= 0")
+        if self.identity not in IDENTITY_NETWORKS:
+            raise DrfhqError(f"--identity {self.identity}: choose one of {', '.join(IDENTITY_NETWORKS)}")
+        bad = [a for a in self.augment if a not in AUGMENT_POLICIES]
+        if bad:
+            raise DrfhqError(f"--augment {','.join(bad)}: choose from {', '.join(AUGMENT_POLICIES)} (or none)")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise DrfhqError(f"--device {self.device}: cpu or cuda")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise DrfhqError(f"--device {self.device}: no CUDA device here")
+
+    def comparable(self) -> dict:
+        """Fields that must match for --resume (the length of the run may grow)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("kimg", "snapshot_kimg", "device")}
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def load_training_images(dataset: Path, resolution: int, limit: int | None) -> tuple[torch.Tensor, np.ndarray]:
+    """uint8 N x 3 x R x R aligned images, and the median 5-point landmarks in that frame."""
+    from ..bench.run import dataset_rows
+
+    rows, size = dataset_rows(dataset, limit)
+    images, bad = [], []
+    for row in rows:
+        try:
+            with Image.open(row["image_file"]) as img:
+                rgb = img.convert("RGB").resize((resolution, resolution), Image.LANCZOS, reducing_gap=3.0)
+            images.append(torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1))
+        except OSError as exc:
+            bad.append(f"{row['image_file']}: {exc}")
+    if bad:
+        raise DrfhqError(f"{len(bad)} aligned images could not be read, e.g. {bad[0]}")
+    landmarks = np.median(np.stack([r["aligned_lm5"] for r in rows]), axis=0) * resolution / size
+    return torch.stack(images), landmarks
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def grid_image(rows: list[torch.Tensor], tile: int) -> Image.Image:
+    """Rows of image batches in [-1, 1] -> one picture, each image resized to tile x tile."""
+    tiles = [[Image.fromarray(a).resize((tile, tile), Image.LANCZOS) for a in _to_uint8(r)] for r in rows]
+    canvas = Image.new("RGB", (tile * len(tiles[0]), tile * len(tiles)), "white")
+    for i, row in enumerate(tiles):
+        for j, t in enumerate(row):
+            canvas.paste(t, (j * tile, i * tile))
+    return canvas
+
+
+class Trainer:
+    """The whole training state; `step()` does one G and one D update of the global batch."""
+
+    LOSS_COLUMNS = ("adversarial", "identity", "colour", "geometry", "d_loss", "r1")
+
+    def __init__(self, cfg: TrainConfig, g_real: torch.nn.Module | None = None, base_info: dict | None = None):
+        self.cfg = cfg
+        self.rank, self.world = _world()
+        if cfg.batch % self.world:
+            raise DrfhqError(f"--batch {cfg.batch} does not split over {self.world} processes")
+        self.local = cfg.batch // self.world
+        if self.local % min(cfg.mbstd_group, self.local):
+            raise DrfhqError(f"--mbstd-group {cfg.mbstd_group} must divide the per-process batch {self.local}")
+        self.device = torch.device(cfg.device if not cfg.device.startswith("cuda") else f"cuda:{self.rank % max(torch.cuda.device_count(), 1)}")
+        if g_real is None:
+            g_real, base_info = load_base(cfg.base, cfg.config, cfg.seed)
+        self.base_info = base_info or {}
+        self.g_real = g_real.to(self.device).eval()
+        for p in self.g_real.parameters():
+            p.requires_grad_(False)
+        self.g_render = copy.deepcopy(self.g_real).train()
+        self.train_names = trainable_names(self.g_render, cfg.freeze_mapping, cfg.freeze_below)
+        if not self.train_names:
+            raise DrfhqError("nothing to train: --freeze-below and --freeze-mapping freeze every layer")
+        self.g_params = set_trainable(self.g_render, self.train_names)
+        self.g_ema = copy.deepcopy(self.g_render).eval()
+        for p in self.g_ema.parameters():
+            p.requires_grad_(False)
+        self.resolution = cfg.resolution or min(self.g_real.img_resolution, CONFIGS[cfg.config].resolution)
+        if self.resolution > self.g_real.img_resolution:
+            raise DrfhqError(f"--resolution {self.resolution} is above the generator's {self.g_real.img_resolution}")
+        channels = CONFIGS[cfg.config]
+        torch.manual_seed(cfg.seed + 1)
+        self.d = Discriminator(StyleGAN2Config(resolution=self.resolution, channel_base=channels.channel_base,
+                                               channel_max=channels.channel_max), mbstd_group=cfg.mbstd_group).to(self.device)
+        self.opt_g = torch.optim.Adam(self._g_param_groups(), lr=cfg.lr_g, betas=(0.0, 0.99), eps=1e-8)
+        r1_ratio = cfg.r1_interval / (cfg.r1_interval + 1)     # lazy regularisation's Adam correction
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d * r1_ratio, betas=(0.0, 0.99 ** r1_ratio), eps=1e-8)
+        self.images, landmarks5 = load_training_images(Path(cfg.dataset), self.resolution, cfg.limit)
+        self.landmarks5 = landmarks5
+        self.identity = L.IdentityLoss(landmarks5, self.resolution, str(self.device)) if cfg.identity != "none" else None
+        self.step_index = 0
+        self.history: list[dict] = []
+
+    def _g_param_groups(self) -> list[dict]:
+        """StyleGAN2 stores weights at unit scale and multiplies by the equalised-LR gain, so one Adam
+        rate suits every layer. A generator with the gains folded into its weights (MobileStyleGAN's IR)
+        gets each tensor's rate scaled by its RMS, which gives the same relative step."""
+        if not getattr(self.g_render, "weights_prescaled", False):
+            return [{"params": self.g_params}]
+        with torch.no_grad():
+            return [{"params": [p], "lr": self.cfg.lr_g * max(float(p.square().mean().sqrt()), 1e-4)} for p in self.g_params]
+
+    # ---------------------------------------------------------------- one step
+    def _draw(self) -> dict:
+        gen = _step_generator(self.cfg.seed, self.step_index)
+        n = self.cfg.batch
+        draw = {"z": torch.randn(n, self.g_real.z_dim, generator=gen),
+                "real": torch.randint(len(self.images), (n,), generator=gen),
+                "aug_fake": L.draw_augment(n, gen), "aug_real": L.draw_augment(n, gen)}
+        a, b = self.rank * self.local, (self.rank + 1) * self.local
+        return {"z": draw["z"][a:b].to(self.device), "real": draw["real"][a:b],
+                "aug_fake": L.slice_augment(draw["aug_fake"], a, b), "aug_real": L.slice_augment(draw["aug_real"], a, b)}
+
+    def _reduce(self, params) -> None:
+        if self.world > 1:
+            for p in params:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+
+    def generator_losses(self, fake: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Consistency losses of G_render's images against G_real's for the same w (train resolution)."""
+        out = {}
+        if self.identity is not None:
+            with torch.no_grad():
+                ref_embedding = self.identity.embed(reference)
+            out["identity"] = self.identity(fake, ref_embedding).mean()
+        else:
+            out["identity"] = fake.new_zeros(())
+        out["colour"] = L.colour_loss(fake, reference)
+        out["geometry"] = L.geometry_loss(fake, reference)
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, z: torch.Tensor, generator: torch.nn.Module | None = None) -> dict[str, float]:
+        """Consistency losses of G_render (or `generator`) against G_real on fixed latents, no update."""
+        z = z.to(self.device)
+        w = self.g_real.map(z)
+        reference = L.resize_area(self.g_real.synthesize(w), self.resolution)
+        fake = L.resize_area((generator or self.g_render).synthesize(w), self.resolution)
+        return {k: float(v) for k, v in self.generator_losses(fake, reference).items()}
+
+    def step(self) -> dict:
+        cfg, share = self.cfg, self.local / self.cfg.batch
+        draw = self._draw()
+        with torch.no_grad():
+            w = self.g_real.map(draw["z"])
+            reference = L.resize_area(self.g_real.synthesize(w), self.resolution)
+        w_render = w if cfg.freeze_mapping else self.g_render.map(draw["z"])
+        self.d.requires_grad_(False)
+        fake = L.resize_area(self.g_render.synthesize(w_render), self.resolution)
+        parts = self.generator_losses(fake, reference)
+        parts["adversarial"] = L.generator_loss(self.d(L.augment(fake, draw["aug_fake"], cfg.augment)))
+        total = (cfg.w_adversarial * parts["adversarial"] + cfg.w_identity * parts["identity"]
+                 + cfg.w_colour * parts["colour"] + cfg.w_geometry * parts["geometry"])
+        self.opt_g.zero_grad(set_to_none=True)
+        (total * share).backward()
+        self._reduce(self.g_params)
+        self.opt_g.step()
+        self._update_ema()
+
+        self.d.requires_grad_(True)
+        real = self.images[draw["real"]].to(self.device).float() / 127.5 - 1
+        fake_logits = self.d(L.augment(fake.detach(), draw["aug_fake"], cfg.augment))
+        real_aug = L.augment(real, draw["aug_real"], cfg.augment)
+        regularise = cfg.r1_gamma > 0 and self.step_index % cfg.r1_interval == 0
+        if regularise:
+            real_aug = real_aug.detach().requires_grad_(True)
+        real_logits = self.d(real_aug)
+        d_loss = L.discriminator_loss(fake_logits, real_logits)
+        r1 = L.r1_penalty(real_logits, real_aug) if regularise else d_loss.new_zeros(())
+        self.opt_d.zero_grad(set_to_none=True)
+        ((d_loss + (cfg.r1_gamma / 2) * cfg.r1_interval * r1) * share).backward()
+        self._reduce(self.d.parameters())
+        self.opt_d.step()
+
+        values = torch.stack([parts["adversarial"], parts["identity"], parts["colour"], parts["geometry"], d_loss, r1]).detach() * share
+        if self.world > 1:
+            dist.all_reduce(values)
+        self.step_index += 1
+        row = {"step": self.step_index, "kimg": self.step_index * cfg.batch / 1000,
+               **{k: float(v) for k, v in zip(self.LOSS_COLUMNS, values)}}
+        if not regularise:
+            row["r1"] = float("nan")
+        self.history.append(row)
+        return row
+
+    def _update_ema(self) -> None:
+        half_life = self.cfg.ema_kimg * 1000
+        beta = 0.5 ** (self.cfg.batch / half_life) if half_life > 0 else 0.0
+        ema = dict(self.g_ema.named_parameters())
+        with torch.no_grad():
+            for name in self.train_names:
+                ema[name].copy_(dict(self.g_render.named_parameters())[name].detach().lerp(ema[name], beta))
+
+    # ---------------------------------------------------------------- state
+    def state(self) -> dict:
+        def trained(module):
+            params = dict(module.named_parameters())
+            return {n: params[n].detach().cpu().clone() for n in self.train_names}
+
+        return {"config": asdict(self.cfg), "step": self.step_index, "history": self.history,
+                "g_render": trained(self.g_render), "g_ema": trained(self.g_ema), "d": self.d.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "base_info": self.base_info}
+
+    def load(self, state: dict) -> None:
+        with torch.no_grad():
+            for module, key in ((self.g_render, "g_render"), (self.g_ema, "g_ema")):
+                params = dict(module.named_parameters())
+                for name, value in state[key].items():
+                    params[name].copy_(value)
+        self.d.load_state_dict(state["d"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step_index, self.history = state["step"], list(state["history"])
+
+
+# ---------------------------------------------------------------- the command
+
+def _plot_losses(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    kimg = [r["kimg"] for r in history]
+    for name in ("identity", "colour", "geometry"):
+        axes[0].plot(kimg, [r[name] for r in history], label=name)
+    axes[0].set_title("consistency (G_render vs G_real)")
+    for name in ("adversarial", "d_loss"):
+        axes[1].plot(kimg, [r[name] for r in history], label=name)
+    axes[1].set_title("adversarial")
+    for ax in axes:
+        ax.set_xlabel("kimg")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _write_losses(history: list[dict], path: Path) -> None:
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["step", "kimg", *Trainer.LOSS_COLUMNS])
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, buf.getvalue())
+
+
+def snapshot(trainer: Trainer, out: Path) -> None:
+    """Checkpoint, EMA generator, loss table and curves, and the fixed-seed grid (rank 0 writes)."""
+    if trainer.rank != 0:
+        return
+    cfg = trainer.cfg
+    tmp = out / ".checkpoint.pt.tmp"
+    torch.save(trainer.state(), tmp)
+    tmp.replace(out / "checkpoint.pt")
+    info = {"train_config": asdict(cfg), "step": trainer.step_index, "kimg": trainer.step_index * cfg.batch / 1000,
+            "base": trainer.base_info, "resolution": trainer.resolution,
+            "identity_network": {"name": trainer.identity.name, "sha256": trainer.identity.weights_sha256} if trainer.identity else None}
+    save_generator(trainer.g_ema, out / "g_render", extra=info)
+    _write_losses(trainer.history, out / "losses.csv")
+    if trainer.history:
+        _plot_losses(trainer.history, out / "losses.png")
+    z = torch.from_numpy(np.random.default_rng(cfg.seed + 7).standard_normal((cfg.grid, trainer.g_real.z_dim)).astype(np.float32))
+    with torch.no_grad():
+        w = trainer.g_real.map(z.to(trainer.device))
+        real = torch.cat([trainer.g_real.synthesize(w[i:i + 1]) for i in range(len(w))])
+        render = torch.cat([trainer.g_ema.synthesize(w[i:i + 1]) for i in range(len(w))])
+    (out / "snapshots").mkdir(exist_ok=True)
+    kimg = trainer.step_index * cfg.batch / 1000
+    atomic_save_image(out / "snapshots" / f"grid-{kimg:08.3f}.png", grid_image([real, render], min(256, trainer.resolution * 2)))
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> Path:
+    """Train (or continue) a run; returns the run folder. Works alone or under torchrun."""
+    cfg.validate()
+    out = Path(cfg.out)
+    rank, world = _world()
+    keep_freed_memory()
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists() and not resume:
+        raise DrfhqError(f"{out}: a run is already here; continue it with --resume or choose another --out")
+    if resume and not checkpoint.exists():
+        raise DrfhqError(f"{out}: nothing to resume (no checkpoint.pt)")
+    state = None
+    if resume:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)   # our own file
+        before = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+        diff = {k: (before.comparable()[k], v) for k, v in cfg.comparable().items() if before.comparable()[k] != v}
+        if diff:
+            raise DrfhqError(f"--resume with other settings than the run's: {diff}")
+    if resume and (out / "g_real").is_dir():
+        g_real, base_info = load_generator(out / "g_real"), (state or {}).get("base_info")
+    else:
+        g_real, base_info = load_base(cfg.base, cfg.config, cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out, "train") if rank == 0 else None
+    if lock:
+        lock.__enter__()
+    try:
+        trainer = Trainer(cfg, g_real, base_info)
+        if state is not None:
+            trainer.load(state)
+        if rank == 0:
+            atomic_write_json(out / "train-config.json", {**asdict(cfg), "world_size": world, "base_info": base_info})
+            if not (out / "g_real").is_dir():
+                save_generator(trainer.g_real, out / "g_real", extra={"role": "G_real (frozen base)", "base": base_info})
+        total_steps = max(1, math.ceil(cfg.kimg * 1000 / cfg.batch))
+        every = max(1, round(cfg.snapshot_kimg * 1000 / cfg.batch))
+        if trainer.step_index == 0:
+            snapshot(trainer, out)
+        started = time.time()
+        while trainer.step_index < total_steps:
+            row = trainer.step()
+            if progress:
+                progress(trainer.step_index, total_steps)
+            if trainer.step_index % every == 0 or trainer.step_index == total_steps:
+                snapshot(trainer, out)
+                if rank == 0:
+                    log(f"kimg {row['kimg']:.3f}: identity {row['identity']:.4f} colour {row['colour']:.4f} "
+                        f"geometry {row['geometry']:.4f} G {row['adversarial']:.3f} D {row['d_loss']:.3f} "
+                        f"({(time.time() - started) / max(1, len(trainer.history)):.2f} s/step)")
+    finally:
+        if lock:
+            lock.__exit__(None, None, None)
+    return out
+
+
+class distributed_from_env:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR, ...); a no-op alone.
+    gloo on the CPU, nccl on CUDA (one device per local rank)."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.active = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+
+    def __enter__(self) -> "distributed_from_env":
+        if self.active:
+            if self.device.startswith("cuda"):
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            dist.init_process_group("nccl" if self.device.startswith("cuda") else "gloo")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            dist.destroy_process_group()

@@ -1,0 +1,155 @@
+"""Generator files: our format, NVIDIA network pickles (restricted unpickler), rosinality .pt files."""
+
+import pickle
+import sys
+import types
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+from drfhq_tools.errors import DrfhqError
+from drfhq_tools.gan.networks import layer_swap, load_base, load_generator, load_official, save_generator, trainable_names
+from drfhq_tools.gan.stylegan2 import CONFIGS, Generator, StyleGAN2Config
+
+
+def _generator(seed=0, cfg=CONFIGS["tiny"]):
+    torch.manual_seed(seed)
+    g = Generator(cfg).eval()
+    with torch.no_grad():   # non-trivial noise strengths and w_avg, so every tensor matters
+        for name, p in g.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.3)
+        g.mapping.w_avg.normal_()
+    return g
+
+
+def _images(g, seed=1):
+    z = torch.from_numpy(np.random.default_rng(seed).standard_normal((3, g.z_dim)).astype(np.float32))
+    with torch.no_grad():
+        return g.synthesize(g.map(z, truncation_psi=0.7))
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt"])
+def test_saved_and_loaded_generator_gives_bit_identical_images(tmp_path, fmt):
+    g = _generator()
+    save_generator(g, tmp_path / "g", extra={"note": "test"}, fmt=fmt)
+    loaded = load_generator(tmp_path / "g")
+    assert torch.equal(_images(g), _images(loaded))
+    assert (tmp_path / "g" / f"generator.{'safetensors' if fmt == 'safetensors' else 'pt'}").is_file()
+
+
+# ---------------------------------------------------------------- NVIDIA pickles
+
+def _nvidia_pickle(g: Generator, extra_globals=None) -> bytes:
+    """A network pickle laid out as stylegan2-ada-pytorch writes it: persistent objects whose meta holds
+    the class source (here a string that would raise if run) and the module's __dict__ state."""
+    persistence = types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta):
+        raise AssertionError("never called while pickling")
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    package = types.ModuleType("torch_utils")
+    package.persistence = persistence
+    saved = {k: sys.modules.get(k) for k in ("torch_utils", "torch_utils.persistence")}
+    sys.modules["torch_utils"], sys.modules["torch_utils.persistence"] = package, persistence
+
+    class Persistent:
+        def __init__(self, module, class_name, init_kwargs=None):
+            self.module, self.class_name, self.init_kwargs = module, class_name, init_kwargs
+
+        def __reduce__(self):
+            params = OrderedDict((k, v.detach().clone()) for k, v in self.module._parameters.items())
+            buffers = OrderedDict((k, v.clone()) for k, v in self.module._buffers.items())
+            if self.class_name in ("SynthesisLayer", "SynthesisBlock", "Conv2dLayer"):
+                buffers["resample_filter"] = torch.ones(4, 4) / 16      # NVIDIA keeps its FIR filter here
+            state = {"_parameters": params, "_buffers": buffers, "training": False,
+                     "_modules": OrderedDict((k, Persistent(m, type(m).__name__)) for k, m in self.module._modules.items())}
+            if self.init_kwargs:
+                state["_init_kwargs"] = self.init_kwargs
+            meta = {"type": "class", "version": 4, "module_src": "raise SystemExit('source code was run')",
+                    "class_name": self.class_name, "state": state}
+            return _reconstruct_persistent_obj, (meta,)
+
+    try:
+        kwargs = {"z_dim": g.z_dim, "w_dim": g.w_dim, "img_resolution": g.img_resolution, "img_channels": 3,
+                  "synthesis_kwargs": {"channel_base": g.cfg.channel_base, "channel_max": g.cfg.channel_max}}
+        data = {"G": Persistent(g, "Generator", kwargs), "G_ema": Persistent(g, "Generator", kwargs),
+                "training_set_kwargs": {"resolution": g.img_resolution}, "augment_pipe": None, **(extra_globals or {})}
+        return pickle.dumps(data, protocol=4)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def test_nvidia_pickle_loads_and_generates_the_same_images(tmp_path):
+    g = _generator(3)
+    path = tmp_path / "network-snapshot.pkl"
+    path.write_bytes(_nvidia_pickle(g))
+    assert "torch_utils" not in sys.modules        # the reader needs none of NVIDIA's code
+    loaded = load_official(path)
+    assert loaded.cfg == g.cfg
+    assert torch.equal(_images(g), _images(loaded))
+    via_base, info = load_base(str(path))
+    assert torch.equal(_images(g), _images(via_base)) and len(info["sha256"]) == 64
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(_nvidia_pickle(_generator(), extra_globals={"payload": _Evil(marker)}))
+    with pytest.raises(DrfhqError, match="refused global (posix|os).system"):
+        load_official(path)
+    assert not marker.exists()
+
+
+def test_rosinality_checkpoint_file_loads_and_generates_the_same_images(tmp_path):
+    from test_stylegan2 import _rosinality_state   # the rosinality key layout, built from our generator
+
+    g = _generator(5)
+    torch.save({"g_ema": _rosinality_state(g), "latent_avg": g.mapping.w_avg.clone()}, tmp_path / "550000.pt")
+    loaded = load_official(tmp_path / "550000.pt")
+    assert loaded.cfg == g.cfg
+    assert torch.equal(_images(g), _images(loaded))
+
+
+def test_unknown_layouts_name_what_they_lack(tmp_path):
+    torch.save({"generator": {"conv.weight": torch.zeros(1)}}, tmp_path / "other.pt")
+    with pytest.raises(DrfhqError, match="unknown checkpoint layout.*generator"):
+        load_official(tmp_path / "other.pt")
+    state = dict(_generator().state_dict())
+    state["mapping.embed.weight"] = torch.zeros(3, 3)          # a conditional model's extra layer
+    g = _generator()
+    from drfhq_tools.gan.stylegan2 import load_state
+    with pytest.raises(DrfhqError, match="could not map.*mapping.embed.weight"):
+        load_state(g, state, "cond.pkl")
+    with pytest.raises(DrfhqError, match="not one of"):
+        load_base("no-such-base")
+
+
+def test_freezing_and_layer_swap_follow_resolution_groups():
+    cfg = StyleGAN2Config(resolution=64, z_dim=32, w_dim=32, mapping_layers=2, channel_base=1024, channel_max=32)
+    a, b = _generator(1, cfg), _generator(2, cfg)
+    names = trainable_names(a, freeze_mapping=True, freeze_below=16)
+    assert names and all(n.startswith(("synthesis.b16", "synthesis.b32", "synthesis.b64")) for n in names)
+    swapped = layer_swap(a, b, 16)
+    pa, pb, ps = dict(a.named_parameters()), dict(b.named_parameters()), dict(swapped.named_parameters())
+    for name, group in swapped.parameter_groups().items():
+        expected = pa if group == "mapping" or group < 16 else pb
+        assert torch.equal(ps[name], expected[name]), name
+    assert not torch.equal(_images(swapped), _images(a)) and not torch.equal(_images(swapped), _images(b))

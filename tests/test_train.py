@@ -1,0 +1,145 @@
+"""`drfhq train` on the CPU with tiny generators: consistency losses, resume, two gloo processes."""
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from drfhq_tools.errors import DrfhqError
+from drfhq_tools.gan import losses as L
+from drfhq_tools.gan.stylegan2 import Generator, StyleGAN2Config
+from drfhq_tools.gan.train import TrainConfig, Trainer, train
+
+
+def _cfg(dataset, out, **kw):
+    values = dict(dataset=str(dataset), out=str(out), base="none", config="tiny", batch=4, mbstd_group=2,
+                  kimg=0.024, snapshot_kimg=0.012, grid=2, limit=24)
+    values.update(kw)
+    return TrainConfig(**values)
+
+
+def _z(n, dim, seed=5):
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32))
+
+
+def test_identity_steps_lower_the_identity_consistency_loss(fixture_dataset, tmp_path):
+    torch.manual_seed(0)
+    g_real = Generator(StyleGAN2Config(resolution=64, z_dim=32, w_dim=32, mapping_layers=2, channel_base=2048, channel_max=64))
+    cfg = _cfg(fixture_dataset, tmp_path / "run", w_adversarial=0.0, w_colour=0.0, w_geometry=0.0, augment=(),
+               lr_g=0.002, resolution=64)
+    trainer = Trainer(cfg, g_real, {"base": "test"})
+    with torch.no_grad():   # G_render drifts away from G_real (as adversarial training makes it)
+        gen = torch.Generator().manual_seed(1)
+        for name, p in trainer.g_render.named_parameters():
+            if name.startswith("synthesis") and name.endswith(".weight") and "affine" not in name:
+                p.add_(torch.randn(p.shape, generator=gen) * 0.5)
+    fresh = []
+    for _ in range(4):      # each step lowers the loss on the batch it was computed from
+        z = trainer._draw()["z"]
+        before = trainer.evaluate(z)["identity"]
+        trainer.step()
+        after = trainer.evaluate(z)["identity"]
+        assert before > 0.005 and after < before, (before, after)
+        fresh.append(before)
+    assert fresh[-1] < fresh[0]     # and on batches it has not seen yet
+    untouched = dict(trainer.g_real.named_parameters())
+    assert all(not p.requires_grad for p in untouched.values())   # G_real is never trained
+
+
+def test_identity_loss_is_differentiable_and_zero_for_equal_images(fixture_dataset):
+    from drfhq_tools.bench.run import dataset_rows
+    from drfhq_tools.gan.train import load_training_images
+
+    images, landmarks5 = load_training_images(fixture_dataset, 128, 6)
+    loss = L.IdentityLoss(landmarks5, 128)
+    x = (images.float() / 127.5 - 1).requires_grad_(True)
+    same = loss(x, loss.embed(x).detach())
+    assert same.abs().max() < 1e-5
+    other = loss(x, loss.embed(x.flip(0)).detach())
+    assert other.min() > 0.01            # different people
+    other.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert len(dataset_rows(fixture_dataset, 6)[0]) == 6
+
+
+def test_resume_continues_exactly_where_it_stopped(fixture_dataset, tmp_path):
+    whole = train(_cfg(fixture_dataset, tmp_path / "whole"), log=lambda *a: None)
+    part = _cfg(fixture_dataset, tmp_path / "part", kimg=0.012)
+    train(part, log=lambda *a: None)
+    with pytest.raises(DrfhqError, match="already here"):
+        train(part, log=lambda *a: None)
+    with pytest.raises(DrfhqError, match="other settings"):
+        train(replace(part, kimg=0.024, lr_g=0.001), resume=True, log=lambda *a: None)
+    train(replace(part, kimg=0.024), resume=True, log=lambda *a: None)
+    a = torch.load(whole / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for key in ("g_render", "g_ema", "d"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    assert [r["identity"] for r in a["history"]] == [r["identity"] for r in b["history"]]
+    for path in ("g_render/generator.json", "losses.csv", "losses.png", "train-config.json"):
+        assert (whole / path).is_file(), path
+    grids = sorted((whole / "snapshots").glob("grid-*.png"))
+    assert len(grids) == 3      # start, 0.012 kimg, 0.024 kimg
+
+
+def test_bad_options_fail_before_anything_is_written(fixture_dataset, tmp_path):
+    for bad in (dict(config="huge"), dict(batch=0), dict(augment=("rotate",)), dict(identity="arcface"),
+                dict(resolution=48)):
+        with pytest.raises(DrfhqError):
+            train(_cfg(fixture_dataset, tmp_path / "bad", **bad))
+        assert not (tmp_path / "bad").exists()
+    with pytest.raises(DrfhqError, match="nothing to resume"):
+        train(_cfg(fixture_dataset, tmp_path / "bad"), resume=True)
+
+
+def test_two_gloo_processes_give_the_result_of_one(fixture_dataset, tmp_path):
+    single = train(_cfg(fixture_dataset, tmp_path / "one", kimg=0.012), log=lambda *a: None)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "drfhq_tools.cli",
+           "train", str(fixture_dataset), "--out", str(tmp_path / "two"), "--base", "none", "--config", "tiny",
+           "--batch", "4", "--mbstd-group", "2", "--kimg", "0.012", "--snapshot-kimg", "0.012", "--grid", "2", "--limit", "24"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    a = torch.load(single / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 3
+    # Adam divides each gradient by its own magnitude, so an element whose gradient is ~0 may step by
+    # +-lr on float rounding of the all-reduce; everything else must agree to float precision
+    for key in ("g_render", "d"):
+        diff = torch.cat([(a[key][n] - b[key][n]).abs().flatten() for n in a[key]])
+        close = float((diff < 1e-4).float().mean())
+        assert close > 0.99 and float(diff.max()) <= 3 * 0.002 + 1e-4, (key, close, float(diff.max()))
+    history_a = np.array([[r["identity"], r["d_loss"]] for r in a["history"]])
+    history_b = np.array([[r["identity"], r["d_loss"]] for r in b["history"]])
+    assert np.allclose(history_a, history_b, rtol=1e-4, atol=1e-6)
+
+
+def test_augment_is_the_same_split_or_whole():
+    gen = torch.Generator().manual_seed(0)
+    params = L.draw_augment(4, gen)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    whole = L.augment(x, params, ("color", "translation", "cutout"))
+    halves = torch.cat([L.augment(x[a:a + 2], L.slice_augment(params, a, a + 2), ("color", "translation", "cutout"))
+                        for a in (0, 2)])
+    assert torch.equal(whole, halves)
+    assert not torch.equal(whole, x)
+    assert torch.equal(L.augment(x, params, ()), x)
+
+
+def test_example_configs_build_their_dataclasses():
+    from pathlib import Path
+
+    from drfhq_tools.dataset.config import load_config_file, merge_config
+    from drfhq_tools.gan.translate import TranslateConfig
+
+    examples = Path(__file__).resolve().parents[1] / "manifests" / "examples"
+    train_cfg = merge_config(TrainConfig, load_config_file(examples / "train.json"), {"dataset": "d", "out": "o"}, "train.json")
+    assert train_cfg.base == "mobilestylegan-ffhq" and train_cfg.augment == ("color", "translation", "cutout")
+    tr = merge_config(TranslateConfig, load_config_file(examples / "translate.json"), {"dataset": "d", "ckpt": "c", "out": "o"}, "t")
+    assert tr.methods == ("transfer", "project-real", "layer-swap")
