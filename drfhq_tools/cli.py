@@ -247,7 +247,7 @@ def translate_cmd(
             translate(cfg, progress=update, log=console.print)
     except (DrfhqError, ValueError) as exc:
         _fail(exc)
-    console.print(f"bench them: drfhq bench {dataset} --real REAL --out BENCH --baselines "
+    console.print(f"bench them: drfhq bench --dataset {dataset} --real REAL --out BENCH --baselines "
                   + ",".join(f"{m}={out / m}" for m in cfg.methods))
 
 

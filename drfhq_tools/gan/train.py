@@ -154,7 +154,10 @@ class Trainer:
         self.local = cfg.batch // self.world
         if self.local % min(cfg.mbstd_group, self.local):
             raise DrfhqError(f"--mbstd-group {cfg.mbstd_group} must divide the per-process batch {self.local}")
-        self.device = torch.device(cfg.device if not cfg.device.startswith("cuda") else f"cuda:{self.rank % max(torch.cuda.device_count(), 1)}")
+        if cfg.device.startswith("cuda") and self.world > 1:     # one GPU per process, by its rank on this node
+            self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', self.rank % max(torch.cuda.device_count(), 1)))}")
+        else:
+            self.device = torch.device(cfg.device)
         if g_real is None:
             g_real, base_info = load_base(cfg.base, cfg.config, cfg.seed)
         self.base_info = base_info or {}
