@@ -153,3 +153,13 @@ def test_freezing_and_layer_swap_follow_resolution_groups():
         expected = pa if group == "mapping" or group < 16 else pb
         assert torch.equal(ps[name], expected[name]), name
     assert not torch.equal(_images(swapped), _images(a)) and not torch.equal(_images(swapped), _images(b))
+
+
+def test_file_kind_is_read_from_content_not_name(tmp_path):
+    from test_stylegan2 import _rosinality_state
+
+    g = _generator(6)
+    torch.save({"g_ema": _rosinality_state(g), "latent_avg": g.mapping.w_avg.clone()}, tmp_path / "stylegan2-ffhq.pkl")
+    assert torch.equal(_images(g), _images(load_official(tmp_path / "stylegan2-ffhq.pkl")))
+    (tmp_path / "net.pt").write_bytes(_nvidia_pickle(g))
+    assert torch.equal(_images(g), _images(load_official(tmp_path / "net.pt")))

@@ -276,8 +276,11 @@ def _config_from_state(state: dict, kwargs: dict) -> StyleGAN2Config:
 
 def load_official(path: str | Path) -> Generator:
     """An NVIDIA `.pkl` or a rosinality `.pt` as our StyleGAN2 generator (strict: unmapped keys are named)."""
+    import zipfile
+
     path = Path(path)
-    if path.suffix == ".pkl":
+    # by content, not name: `models import stylegan2-ffhq` stores either kind as stylegan2-ffhq.pkl
+    if not zipfile.is_zipfile(path):       # NVIDIA's network pickles are plain pickles; torch.save writes zips
         state, kwargs = read_nvidia_pkl(path)
         if any(k.startswith("synthesis.L") or ".affine." in k and "input" in k for k in state):
             raise DrfhqError(f"{path}: a StyleGAN3 generator (alias-free layers); only StyleGAN2 layouts map onto this generator")
