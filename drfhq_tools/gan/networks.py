@@ -332,16 +332,3 @@ def load_base(base: str, config: str = "tiny", seed: int = 0) -> tuple[nn.Module
     if path.is_file():
         return load_official(path), {"base": str(path), "sha256": sha256_file(path)}
     raise DrfhqError(f"--base {base}: not a file or folder, and not one of {', '.join(BASES)}")
-
-
-def mean_w(generator: nn.Module, n: int = 4096, seed: int = 123, batch: int = 512) -> torch.Tensor:
-    """Centre of W (the projector's starting point), from n mapped Gaussian z."""
-    gen = torch.Generator().manual_seed(seed)
-    device = next(generator.parameters()).device
-    total = None
-    with torch.no_grad():
-        for start in range(0, n, batch):
-            z = torch.randn(min(batch, n - start), generator.z_dim, generator=gen).to(device)
-            w = generator.map(z).sum(0)
-            total = w if total is None else total + w
-    return total / n

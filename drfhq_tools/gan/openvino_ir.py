@@ -184,7 +184,7 @@ def _squeeze(data, args):
 def _gather(data, args):
     x, indices, axis = args
     axis = int(axis) % max(x.dim(), 1)
-    idx = indices.long()
+    idx = indices.long().to(x.device)
     idx = torch.where(idx < 0, idx + x.shape[axis], idx)
     if idx.dim() == 0:
         return x.select(axis, int(idx))
@@ -238,7 +238,8 @@ _OPS = {
     "GroupConvolutionBackpropData": lambda d, a: _conv(d, a, groups_from_weight=True, transposed=True),
     "PReLU": _prelu,
     "Reshape": _reshape,
-    "ShapeOf": lambda d, a: torch.tensor(a[0].shape, dtype=torch.long),
+    # shape arithmetic stays on the data's device, beside the integer constants it meets
+    "ShapeOf": lambda d, a: torch.tensor(a[0].shape, dtype=torch.long, device=a[0].device),
     "Gather": _gather,
     "Concat": lambda d, a: torch.cat([t.reshape(-1) if t.dim() == 0 else t for t in a], dim=int(d.get("axis", 0))),
     "Unsqueeze": _unsqueeze,

@@ -104,6 +104,13 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+def load_aligned(path: str, size: int) -> torch.Tensor:
+    """An aligned image as a 3 x size x size uint8 tensor."""
+    with Image.open(path) as img:
+        rgb = img.convert("RGB").resize((size, size), Image.LANCZOS, reducing_gap=3.0)
+    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
+
+
 def load_training_images(dataset: Path, resolution: int, limit: int | None) -> tuple[torch.Tensor, np.ndarray]:
     """uint8 N x 3 x R x R aligned images, and the median 5-point landmarks in that frame."""
     from ..bench.run import dataset_rows
@@ -112,9 +119,7 @@ def load_training_images(dataset: Path, resolution: int, limit: int | None) -> t
     images, bad = [], []
     for row in rows:
         try:
-            with Image.open(row["image_file"]) as img:
-                rgb = img.convert("RGB").resize((resolution, resolution), Image.LANCZOS, reducing_gap=3.0)
-            images.append(torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1))
+            images.append(load_aligned(row["image_file"], resolution))
         except OSError as exc:
             bad.append(f"{row['image_file']}: {exc}")
     if bad:
@@ -127,13 +132,14 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """N x 3 x H x W in [-1, 1] -> N x H x W x 3 uint8."""
     return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def grid_image(rows: list[torch.Tensor], tile: int) -> Image.Image:
     """Rows of image batches in [-1, 1] -> one picture, each image resized to tile x tile."""
-    tiles = [[Image.fromarray(a).resize((tile, tile), Image.LANCZOS) for a in _to_uint8(r)] for r in rows]
+    tiles = [[Image.fromarray(a).resize((tile, tile), Image.LANCZOS) for a in to_uint8(r)] for r in rows]
     canvas = Image.new("RGB", (tile * len(tiles[0]), tile * len(tiles)), "white")
     for i, row in enumerate(tiles):
         for j, t in enumerate(row):

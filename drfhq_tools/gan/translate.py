@@ -147,14 +147,15 @@ class Projector:
 
 
 def _load_target(path: str, size: int) -> torch.Tensor:
-    with Image.open(path) as img:
-        rgb = img.convert("RGB").resize((size, size), Image.LANCZOS, reducing_gap=3.0)
-    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).float() / 127.5 - 1
+    from .train import load_aligned
+
+    return load_aligned(path, size).float() / 127.5 - 1
 
 
 def _save(image: torch.Tensor, path: Path, size: int) -> None:
-    array = ((image.detach().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    atomic_save_image(path, Image.fromarray(array).resize((size, size), Image.LANCZOS, reducing_gap=3.0))
+    from .train import to_uint8
+
+    atomic_save_image(path, Image.fromarray(to_uint8(image[None])[0]).resize((size, size), Image.LANCZOS, reducing_gap=3.0))
 
 
 def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[str, Path]]:
