@@ -391,7 +391,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
         raise DrfhqError(f"{out}: nothing to resume (no checkpoint.pt)")
     state = None
     if resume:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)   # our own file
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)   # tensors and plain values only
         before = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
         diff = {k: (before.comparable()[k], v) for k, v in cfg.comparable().items() if before.comparable()[k] != v}
         if diff:
