@@ -90,3 +90,23 @@ def test_bench_runs_generator_methods_by_name_with_ckpt(fixture_dataset, fixture
     assert len(list((tmp_path / "b" / "methods" / "transfer").glob("*.png"))) == ROWS
     methods = {r["method"] for r in run.results}
     assert {"input", "transfer", "layer-swap"} <= methods
+
+
+def test_translate_and_models_list_commands(fixture_dataset, tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-m", "drfhq_tools.cli"]
+    done = subprocess.run([*cli, "translate", str(fixture_dataset), "--ckpt", str(tiny_run), "--out", str(tmp_path / "t"),
+                           "--method", "transfer,layer-swap", "--steps", "2", "--lpips-net", "alex", "--limit", "2",
+                           "--swap-resolution", "16"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert len(list((tmp_path / "t" / "transfer").glob("*.png"))) == 2
+    assert len(list((tmp_path / "t" / "layer-swap").glob("*.png"))) == 2
+    bad = subprocess.run([*cli, "translate", str(fixture_dataset), "--ckpt", str(tmp_path), "--out", str(tmp_path / "u")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "not a `drfhq train` run" in " ".join((bad.stdout + bad.stderr).split())
+    listing = subprocess.run([*cli, "models", "list"], capture_output=True, text=True, timeout=120, env={
+        **__import__("os").environ, "COLUMNS": "250"})
+    text = listing.stdout + listing.stderr      # rich writes its tables to stderr
+    assert "mobilestylegan-ffhq" in text and "non-commercial" in text and "base generators" in text
