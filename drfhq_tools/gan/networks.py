@@ -79,9 +79,10 @@ def layer_swap(coarse: nn.Module, fine: nn.Module, swap_resolution: int) -> nn.M
     the rest from `fine`. Both must share one architecture (G_render is a fine-tuned copy of G_real)."""
     blended = copy.deepcopy(fine)
     source = dict(coarse.named_parameters())
+    groups = blended.parameter_groups()
     with torch.no_grad():
         for name, p in blended.named_parameters():
-            group = blended.parameter_groups().get(name)
+            group = groups.get(name)
             if group == "mapping" or (group is not None and group < swap_resolution):
                 p.copy_(source[name])
     return blended

@@ -17,6 +17,7 @@ snapshots/grid-KIMG.png (fixed seeds: G_real(w) row over G_render(w) row).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
@@ -290,10 +291,10 @@ class Trainer:
     def _update_ema(self) -> None:
         half_life = self.cfg.ema_kimg * 1000
         beta = 0.5 ** (self.cfg.batch / half_life) if half_life > 0 else 0.0
-        ema = dict(self.g_ema.named_parameters())
+        ema, current = dict(self.g_ema.named_parameters()), dict(self.g_render.named_parameters())
         with torch.no_grad():
             for name in self.train_names:
-                ema[name].copy_(dict(self.g_render.named_parameters())[name].detach().lerp(ema[name], beta))
+                ema[name].copy_(current[name].detach().lerp(ema[name], beta))
 
     # ---------------------------------------------------------------- state
     def state(self) -> dict:
@@ -401,10 +402,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
     else:
         g_real, base_info = load_base(cfg.base, cfg.config, cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
-    lock = FolderLock(out, "train") if rank == 0 else None
-    if lock:
-        lock.__enter__()
-    try:
+    with FolderLock(out, "train") if rank == 0 else contextlib.nullcontext():
         trainer = Trainer(cfg, g_real, base_info)
         if state is not None:
             trainer.load(state)
@@ -427,9 +425,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
                     log(f"kimg {row['kimg']:.3f}: identity {row['identity']:.4f} colour {row['colour']:.4f} "
                         f"geometry {row['geometry']:.4f} G {row['adversarial']:.3f} D {row['d_loss']:.3f} "
                         f"({(time.time() - started) / max(1, len(trainer.history)):.2f} s/step)")
-    finally:
-        if lock:
-            lock.__exit__(None, None, None)
     return out
 
 

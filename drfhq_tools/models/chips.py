@@ -15,15 +15,11 @@ import torch
 import torch.nn.functional as F
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    from .identity import similarity_transform
-
-    return similarity_transform(src, dst)
-
-
 def chip_matrix(landmarks5: np.ndarray, size: int = 150, padding: float = 0.25) -> np.ndarray:
     """2x3 matrix taking chip pixel (u, v, 1) to image pixel (x, y), exactly dlib's chip geometry."""
     import dlib
+
+    from .identity import similarity_transform
 
     lm = np.asarray(landmarks5, dtype=np.float64).reshape(5, 2)
     box = dlib.rectangle(*(int(round(v)) for v in (*lm.min(0), *(lm.max(0) + 1))))
@@ -35,7 +31,7 @@ def chip_matrix(landmarks5: np.ndarray, size: int = 150, padding: float = 0.25) 
     c, s = math.cos(details.angle), math.sin(details.angle)
     rotated = (corners - centre) @ np.array([[c, s], [-s, c]]) + centre
     targets = np.array([[0, 0], [details.cols - 1, 0], [details.cols - 1, details.rows - 1]], dtype=np.float64)
-    return _similarity(targets, rotated)
+    return similarity_transform(targets, rotated)
 
 
 def extract_chips(images: torch.Tensor, matrices: torch.Tensor, size: int = 150) -> torch.Tensor:
