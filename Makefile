@@ -26,7 +26,7 @@ demo: setup
 REAL ?= $(if $(wildcard ../shared/fixtures/real),../shared/fixtures/real,demo-out/reference)
 transfer: setup
 	test -f demo-out/dataset/manifest.parquet || $(PY) -m drfhq_tools.demo
-	$(DRFHQ) train demo-out/dataset --out demo-out/transfer --config-file manifests/examples/train.json $$(test -f demo-out/transfer/checkpoint.pt && echo --resume)
+	$(DRFHQ) train demo-out/dataset --out demo-out/transfer --config manifests/examples/train.json $$(test -f demo-out/transfer/checkpoint.pt && echo --resume)
 	$(DRFHQ) translate demo-out/dataset --ckpt demo-out/transfer --out demo-out/translated --method transfer,project-real,layer-swap --steps 30 --lpips-net alex --limit 8
 	$(DRFHQ) bench --dataset demo-out/dataset --real $(REAL) --out demo-out/bench-transfer --limit 8 --identity dlib-torch \
 	  --baselines input,color-transfer,transfer=demo-out/translated/transfer,project-real=demo-out/translated/project-real,layer-swap=demo-out/translated/layer-swap

@@ -167,8 +167,8 @@ def train_cmd(
     dataset: Path = typer.Argument(..., help="A build-dataset folder of renders."),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoint, g_real/, g_render/, grids, losses)."),
     base: Optional[str] = typer.Option(None, help="none | mobilestylegan-ffhq | stylegan2-ffhq | FILE.pkl | FILE.pt | generator folder."),
-    config: Optional[str] = typer.Option(None, help="tiny | cpu256 | 256 | 1024: G for --base none, and D's channels."),
-    resolution: Optional[int] = typer.Option(None, help="Training resolution of D and the losses (default: G's, capped by --config)."),
+    network: Optional[str] = typer.Option(None, help="tiny | cpu256 | 256 | 1024: G for --base none (default tiny); channels of a fresh D (default: the base G's, else config-f)."),
+    resolution: Optional[int] = typer.Option(None, help="Training resolution of D and the losses (default: the generator's own)."),
     kimg: Optional[float] = typer.Option(None, help="Thousands of images to train on."),
     batch: Optional[int] = typer.Option(None, help="Global batch (split over torchrun processes)."),
     lr_g: Optional[float] = typer.Option(None), lr_d: Optional[float] = typer.Option(None),
@@ -179,13 +179,17 @@ def train_cmd(
     identity: Optional[str] = typer.Option(None, help="dlib-torch | none."),
     freeze_mapping: Optional[bool] = typer.Option(None, "--freeze-mapping/--train-mapping", help="Keep W shared (default)."),
     freeze_below: Optional[int] = typer.Option(None, help="Freeze synthesis layers below this resolution."),
+    freeze_d: Optional[int] = typer.Option(None, help="FreezeD: freeze the discriminator's first N blocks (default 0)."),
     augment: Optional[str] = typer.Option(None, help="DiffAugment policies: color,translation,cutout or none."),
+    precision: Optional[str] = typer.Option(None, help="auto (bf16 on CUDA) | fp32 | bf16 | fp16, for the layers NVIDIA runs in fp16."),
+    workers: Optional[int] = typer.Option(None, help="DataLoader processes reading the real images (default 2)."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile G_render and D."),
     snapshot_kimg: Optional[float] = typer.Option(None, help="Snapshot (checkpoint, grid, curves) every N kimg."),
     grid: Optional[int] = typer.Option(None, help="Fixed seeds in each snapshot grid (default 6)."),
     seed: Optional[int] = typer.Option(None), device: Optional[str] = typer.Option(None, help="cpu | cuda."),
     limit: Optional[int] = typer.Option(None, help="Use the first N dataset rows only."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out exactly where it stopped."),
-    config_file: Optional[Path] = typer.Option(None, "--config-file", help="JSON with any of these options."),
+    config: Optional[Path] = typer.Option(None, help="JSON with any of these options (manifests/examples/train.json); flags override it."),
 ) -> None:
     """Fine-tune G_render from a pretrained G_real with identity, colour and geometry consistency.
     Several processes: torchrun --nproc_per_node N -m drfhq_tools.cli train ..."""
@@ -193,15 +197,16 @@ def train_cmd(
     from .gan.train import TrainConfig, distributed_from_env, train
 
     try:
-        file_values = load_config_file(config_file) if config_file else {}
+        file_values = load_config_file(config) if config else {}
         policies = None if augment is None else tuple(a for a in augment.split(",") if a and a != "none")
         cfg = merge_config(TrainConfig, file_values, {
-            "dataset": str(dataset), "out": str(out), "base": base, "config": config, "resolution": resolution,
+            "dataset": str(dataset), "out": str(out), "base": base, "network": network, "resolution": resolution,
             "kimg": kimg, "batch": batch, "lr_g": lr_g, "lr_d": lr_d, "r1_gamma": r1_gamma, "r1_interval": r1_interval,
             "ema_kimg": ema_kimg, "mbstd_group": mbstd_group, "w_adversarial": w_adversarial, "w_identity": w_identity,
             "w_colour": w_colour, "w_geometry": w_geometry, "identity": identity, "freeze_mapping": freeze_mapping,
-            "freeze_below": freeze_below, "augment": policies, "snapshot_kimg": snapshot_kimg, "grid": grid, "seed": seed,
-            "device": device, "limit": limit}, str(config_file or "options"))
+            "freeze_below": freeze_below, "freeze_d": freeze_d, "augment": policies, "precision": precision,
+            "workers": workers, "compile": compile, "snapshot_kimg": snapshot_kimg, "grid": grid, "seed": seed,
+            "device": device, "limit": limit}, str(config or "options"))
         cfg.validate()
         with distributed_from_env(cfg.device) as group:
             quiet = group.active and int(__import__("os").environ.get("RANK", "0")) != 0
@@ -229,20 +234,20 @@ def translate_cmd(
     loss_resolution: Optional[int] = typer.Option(None), batch: Optional[int] = typer.Option(None),
     device: Optional[str] = typer.Option(None), limit: Optional[int] = typer.Option(None),
     seed: Optional[int] = typer.Option(None),
-    config_file: Optional[Path] = typer.Option(None, "--config-file", help="JSON with any of these options."),
+    config: Optional[Path] = typer.Option(None, help="JSON with any of these options (manifests/examples/translate.json); flags override it."),
 ) -> None:
     """Turn aligned renders into realistic portraits (transfer) and the baselines (project-real, layer-swap)."""
     from .dataset.config import load_config_file, merge_config
     from .gan.translate import TranslateConfig, translate
 
     try:
-        file_values = load_config_file(config_file) if config_file else {}
+        file_values = load_config_file(config) if config else {}
         cfg = merge_config(TranslateConfig, file_values, {
             "dataset": str(dataset), "ckpt": str(ckpt), "out": str(out),
             "methods": tuple(m.strip() for m in method.split(",") if m.strip()) if method else None, "steps": steps, "lr": lr,
             "lpips_net": lpips_net, "w_pixel": w_pixel, "w_identity": w_identity, "noise_regularize": noise_regularize,
             "swap_resolution": swap_resolution, "loss_resolution": loss_resolution, "batch": batch, "device": device,
-            "limit": limit, "seed": seed}, str(config_file or "options"))
+            "limit": limit, "seed": seed}, str(config or "options"))
         with progress_bar("inverting") as update:
             translate(cfg, progress=update, log=console.print)
     except (DrfhqError, ValueError) as exc:

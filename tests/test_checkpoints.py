@@ -1,6 +1,7 @@
 """Generator files: our format, NVIDIA network pickles (restricted unpickler), rosinality .pt files."""
 
 import pickle
+import subprocess
 import sys
 import types
 from collections import OrderedDict
@@ -10,8 +11,14 @@ import pytest
 import torch
 
 from drfhq_tools.errors import DrfhqError
-from drfhq_tools.gan.networks import layer_swap, load_base, load_generator, load_official, save_generator, trainable_names
+from drfhq_tools.gan.networks import (layer_swap, load_base, load_generator, load_official, read_official, save_generator,
+                                     trainable_names)
 from drfhq_tools.gan.stylegan2 import CONFIGS, Generator, StyleGAN2Config
+
+from conftest import FIXTURES
+
+CHECKPOINTS = FIXTURES.parent / "checkpoints"      # ../shared/checkpoints: files written by the official code
+PEER = FIXTURES.parent / "peers" / "stylegan2-ada-pytorch"
 
 
 def _generator(seed=0, cfg=CONFIGS["tiny"]):
@@ -96,8 +103,9 @@ def test_nvidia_pickle_loads_and_generates_the_same_images(tmp_path):
     loaded = load_official(path)
     assert loaded.cfg == g.cfg
     assert torch.equal(_images(g), _images(loaded))
-    via_base, info = load_base(str(path))
-    assert torch.equal(_images(g), _images(via_base)) and len(info["sha256"]) == 64
+    base = load_base(str(path))
+    assert torch.equal(_images(g), _images(base.generator)) and len(base.info["sha256"]) == 64
+    assert base.discriminator is None          # this pickle has no D
 
 
 class _Evil:
@@ -163,3 +171,78 @@ def test_file_kind_is_read_from_content_not_name(tmp_path):
     assert torch.equal(_images(g), _images(load_official(tmp_path / "stylegan2-ffhq.pkl")))
     (tmp_path / "net.pt").write_bytes(_nvidia_pickle(g))
     assert torch.equal(_images(g), _images(load_official(tmp_path / "net.pt")))
+
+
+# ---------------------------------------------------------------- official files, official outputs
+
+def _check_against(nets, expected, atol=1e-4):
+    """Our G_ema's images for the file's z (truncation 1 and 0.7) and our D's logits on those images
+    equal what the official code computed."""
+    z = torch.from_numpy(expected["z"])
+    g = nets.g_ema
+    with torch.no_grad():
+        img = g.synthesize(g.map(z))
+        assert float((img - torch.from_numpy(expected["img"])).abs().max()) < atol
+        if "img_psi07" in expected:
+            img07 = g.synthesize(g.map(z, truncation_psi=0.7))
+            assert float((img07 - torch.from_numpy(expected["img_psi07"])).abs().max()) < atol
+        logits = nets.d(torch.from_numpy(expected["img"]))
+        assert float((logits - torch.from_numpy(expected["d_logits"])).abs().max()) < atol
+
+
+@pytest.mark.parametrize("name, expected", [("nvidia-ada-64-p3.pkl", "nvidia-ada-64-expected.npz"),
+                                            ("nvidia-ada-64-p4.pkl", "nvidia-ada-64-expected.npz"),
+                                            ("rosinality-64.pt", "rosinality-64-expected.npz")])
+def test_official_files_give_the_official_images_and_logits(name, expected):
+    nets = read_official(CHECKPOINTS / name)
+    assert nets.d is not None and nets.g is not None
+    data = np.load(CHECKPOINTS / expected)
+    _check_against(nets, data)
+    if "w" in data:       # rosinality's g_ema.style(z)
+        assert float((nets.g_ema.map(torch.from_numpy(data["z"])) - torch.from_numpy(data["w"])).abs().max()) < 1e-4
+    if name.endswith(".pkl"):
+        assert nets.g_ema.cfg.conv_clamp == 256 and nets.d.cfg.conv_clamp == 256
+    assert "torch_utils" not in sys.modules and "dnnlib" not in sys.modules     # no code from the file ran
+
+
+@pytest.fixture(scope="module")
+def nvidia_made(tmp_path_factory):
+    """Pickles of protocols 2-5 written by NVIDIA's own code (in a separate process, with the peer's
+    modules importable there only), of nets with conv_clamp 0.5 and fp16 layers, and their outputs."""
+    out = tmp_path_factory.mktemp("nvidia_made")
+    done = subprocess.run([sys.executable, str(REFERENCE_SCRIPT), str(PEER), str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(done.stdout.split("clamped:")[1]) > 0.05          # the clamp really is exercised
+    return out
+
+
+REFERENCE_SCRIPT = __import__("pathlib").Path(__file__).with_name("nvidia_reference.py")
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_nvidia_pickles_of_every_protocol_with_conv_clamp_and_fp16_layers(nvidia_made, protocol):
+    nets = read_official(nvidia_made / f"net-p{protocol}.pkl")
+    assert nets.g_ema.cfg.conv_clamp == 0.5 and nets.g_ema.cfg.num_fp16_res == 2 and nets.d.mbstd_group == 2
+    _check_against(nets, np.load(nvidia_made / "expected.npz"))
+    assert "torch_utils" not in sys.modules
+
+
+def test_mixed_precision_runs_nvidia_fp16_layers_in_reduced_precision(nvidia_made):
+    """bf16 on the layers NVIDIA runs in fp16 stays close to the fp32 images; fp32 elsewhere."""
+    nets = read_official(nvidia_made / "net-p4.pkl")
+    expected = np.load(nvidia_made / "expected.npz")
+    g, d = nets.g_ema, nets.d
+    g.set_mixed_precision(torch.bfloat16)
+    d.set_mixed_precision(torch.bfloat16)
+    with torch.no_grad():
+        img = g.synthesize(g.map(torch.from_numpy(expected["z"])))
+        logits = d(img)
+    assert img.dtype == torch.float32 and logits.dtype == torch.float32
+    diff = float((img - torch.from_numpy(expected["img"])).abs().max())
+    assert 0 < diff < 0.1, diff
+
+
+def test_base_file_brings_its_discriminator():
+    base = load_base(str(CHECKPOINTS / "nvidia-ada-64-p3.pkl"))
+    assert base.discriminator is not None and base.discriminator.cfg.resolution == 64
+    assert base.info["kind"] == "nvidia-pkl" and len(base.info["sha256"]) == 64

@@ -16,8 +16,8 @@ from drfhq_tools.gan.train import TrainConfig, Trainer, train
 
 
 def _cfg(dataset, out, **kw):
-    values = dict(dataset=str(dataset), out=str(out), base="none", config="tiny", batch=4, mbstd_group=2,
-                  kimg=0.024, snapshot_kimg=0.012, grid=2, limit=24)
+    values = dict(dataset=str(dataset), out=str(out), base="none", network="tiny", batch=4, mbstd_group=2,
+                  kimg=0.024, snapshot_kimg=0.012, grid=2, limit=24, workers=0)
     values.update(kw)
     return TrainConfig(**values)
 
@@ -48,12 +48,12 @@ def test_identity_steps_lower_the_identity_consistency_loss(fixture_dataset, tmp
 
 
 def test_identity_loss_is_differentiable_and_zero_for_equal_images(fixture_dataset):
-    from drfhq_tools.bench.run import dataset_rows
-    from drfhq_tools.gan.train import load_training_images
+    from drfhq_tools.dataset.rows import AlignedImages, dataset_rows, median_landmarks5
 
-    images, landmarks5 = load_training_images(fixture_dataset, 128, 6)
-    loss = L.IdentityLoss(landmarks5, 128)
-    x = (images.float() / 127.5 - 1).requires_grad_(True)
+    rows, size = dataset_rows(fixture_dataset, 6)
+    images = AlignedImages([r["image_file"] for r in rows], 128)
+    loss = L.IdentityLoss(median_landmarks5(rows, size, 128), 128)
+    x = (torch.stack([images[i] for i in range(len(images))]).float() / 127.5 - 1).requires_grad_(True)
     same = loss(x, loss.embed(x).detach())
     assert same.abs().max() < 1e-5
     other = loss(x, loss.embed(x.flip(0)).detach())
@@ -86,7 +86,7 @@ def test_resume_continues_exactly_where_it_stopped(fixture_dataset, tmp_path):
 
 
 def test_bad_options_fail_before_anything_is_written(fixture_dataset, tmp_path):
-    for bad in (dict(config="huge"), dict(batch=0), dict(augment=("rotate",)), dict(identity="arcface"),
+    for bad in (dict(network="huge"), dict(batch=0), dict(freeze_d=9), dict(precision="fp8"), dict(device="cuda:x"), dict(augment=("rotate",)), dict(identity="arcface"),
                 dict(resolution=48)):
         with pytest.raises(DrfhqError):
             train(_cfg(fixture_dataset, tmp_path / "bad", **bad))
@@ -99,7 +99,7 @@ def test_two_gloo_processes_give_the_result_of_one(fixture_dataset, tmp_path):
     single = train(_cfg(fixture_dataset, tmp_path / "one", kimg=0.012), log=lambda *a: None)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "drfhq_tools.cli",
-           "train", str(fixture_dataset), "--out", str(tmp_path / "two"), "--base", "none", "--config", "tiny",
+           "train", str(fixture_dataset), "--out", str(tmp_path / "two"), "--base", "none", "--network", "tiny", "--workers", "0",
            "--batch", "4", "--mbstd-group", "2", "--kimg", "0.012", "--snapshot-kimg", "0.012", "--grid", "2", "--limit", "24"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -140,3 +140,67 @@ def test_example_configs_build_their_dataclasses():
     assert train_cfg.base == "mobilestylegan-ffhq" and train_cfg.augment == ("color", "translation", "cutout")
     tr = merge_config(TranslateConfig, load_config_file(examples / "translate.json"), {"dataset": "d", "ckpt": "c", "out": "o"}, "t")
     assert tr.methods == ("transfer", "project-real", "layer-swap")
+
+
+# ---------------------------------------------------------------- the paper's recipe on an official file
+
+def test_train_from_a_protocol3_nvidia_file_starts_d_from_the_file(fixture_dataset, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from drfhq_tools.gan.networks import read_official
+
+    from conftest import FIXTURES
+
+    pkl = FIXTURES.parent / "checkpoints" / "nvidia-ada-64-p3.pkl"
+    out = tmp_path / "run"
+    cli = [sys.executable, "-m", "drfhq_tools.cli", "train", str(fixture_dataset), "--out", str(out), "--base", str(pkl),
+           "--kimg", "0.004", "--batch", "4", "--mbstd-group", "2", "--limit", "8", "--grid", "2", "--freeze-d", "2",
+           "--workers", "2"]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    saved = json.loads((out / "train-config.json").read_text())
+    assert saved["resolution"] == 64                          # the base generator's own resolution by default
+    assert saved["discriminator"] == f"{pkl} (D)" and saved["freeze_d"] == 2
+    assert "discriminator: " + str(pkl) in "".join((done.stdout + done.stderr).split()).replace("discriminator:", "discriminator: ")
+    assert (out / "g_render" / "generator.json").is_file() and len(list((out / "snapshots").glob("grid-*.png"))) == 2
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 1
+    file_d = read_official(pkl).d.state_dict()
+    for name, value in state["d"].items():
+        if name.startswith(("b64.", "b32.")):                 # FreezeD: the first two blocks never move
+            assert torch.equal(value, file_d[name]), name
+        else:                                                 # one Adam step (lr 0.002) from the file's weights
+            assert float((value - file_d[name]).abs().max()) <= 0.0021, name
+
+
+def test_fresh_discriminator_noise_and_r1_follow_the_recipe(fixture_dataset, tmp_path, monkeypatch):
+    trainer = Trainer(_cfg(fixture_dataset, tmp_path / "run", batch=4, r1_interval=2))
+    assert trainer.resolution == 32 and trainer.d_source == "fresh"
+    first, second = trainer._draw()["noise"], None
+    assert set(first) == set(trainer.g_real.noise_maps()) and first["b32.conv1"].shape == (4, 1, 32, 32)
+    seen = {}
+    real_r1 = L.r1_penalty
+
+    def spy(logits, images):
+        seen["images"] = images.detach().clone()
+        return real_r1(logits, images)
+    monkeypatch.setattr(L, "r1_penalty", spy)
+    reals = trainer.images
+    trainer.step()                        # step 0 regularises: R1 at the reals as loaded, not as augmented
+    idx = next(iter(__import__("drfhq_tools.gan.train", fromlist=["_StepBatches"])._StepBatches(len(reals), 0, 4, 0, 0, 1)))
+    expected = torch.stack([reals[i] for i in idx]).float() / 127.5 - 1
+    assert torch.equal(seen["images"], expected)
+    trainer.step_index = 0
+    second = trainer._draw()["noise"]
+    assert torch.equal(first["b32.conv1"], second["b32.conv1"])          # per-step draws: resumable
+    trainer.step_index = 1
+    assert not torch.equal(first["b32.conv1"], trainer._draw()["noise"]["b32.conv1"])
+
+
+def test_loader_workers_stream_the_same_reals(fixture_dataset, tmp_path):
+    a = Trainer(_cfg(fixture_dataset, tmp_path / "a", workers=0))
+    b = Trainer(_cfg(fixture_dataset, tmp_path / "b", workers=2))
+    for _ in range(3):
+        assert torch.equal(a._reals(), b._reals())

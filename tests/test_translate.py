@@ -15,7 +15,7 @@ ROWS = 4
 @pytest.fixture(scope="module")
 def tiny_run(fixture_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_run") / "run"
-    train(TrainConfig(dataset=str(fixture_dataset), out=str(out), base="none", config="tiny", batch=4, mbstd_group=2,
+    train(TrainConfig(dataset=str(fixture_dataset), out=str(out), base="none", network="tiny", batch=4, mbstd_group=2, workers=0,
                       kimg=0.008, snapshot_kimg=0.008, grid=2, limit=16), log=lambda *a: None)
     return out
 
@@ -42,7 +42,7 @@ def test_translate_writes_one_output_per_row_for_each_method(fixture_dataset, ti
     transfer = np.asarray(Image.open(results["transfer"][rows[0]["id"]]))
     swapped = np.asarray(Image.open(results["layer-swap"][rows[0]["id"]]))
     assert not np.array_equal(transfer, swapped)
-    assert len(list((tmp_path / "tr" / "latents" / "g_render").glob("*.pt"))) == ROWS
+    assert len(list((tmp_path / "tr" / "latents").glob("g_render-*/*.pt"))) == ROWS
 
     # a second run reuses the inversions: no projection at all
     monkeypatch.setattr(T.Projector, "project", lambda *a, **k: pytest.fail("projected again"))
@@ -51,6 +51,48 @@ def test_translate_writes_one_output_per_row_for_each_method(fixture_dataset, ti
             p.unlink()
     again = T.translate(_cfg(fixture_dataset, tiny_run, tmp_path / "tr"), log=lambda *a: None)
     assert all(len(v) == ROWS for v in again.values())
+
+
+def test_reruns_reuse_only_what_the_same_checkpoint_and_settings_made(fixture_dataset, tiny_run, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    out = tmp_path / "tr"
+    T.translate(_cfg(fixture_dataset, tiny_run, out, methods=("transfer", "layer-swap")), log=lambda *a: None)
+    first = {p.name: p.read_bytes() for p in (out / "transfer").glob("*.png")}
+    provenance = json.loads((out / "transfer" / "provenance.json").read_text())
+    assert provenance["checkpoint_sha256"]["g_render"] == T.generator_sha256(tiny_run / "g_render")
+    assert provenance["settings"]["steps"] == 4 and provenance["redrawn"] == ROWS
+
+    # the same settings: nothing is projected or drawn again
+    real_project, real_save = T.Projector.project, T._save
+    monkeypatch.setattr(T.Projector, "project", lambda *a, **k: pytest.fail("projected again"))
+    monkeypatch.setattr(T, "_save", lambda *a, **k: pytest.fail("drawn again"))
+    T.translate(_cfg(fixture_dataset, tiny_run, out, methods=("transfer", "layer-swap")), log=lambda *a: None)
+    assert json.loads((out / "transfer" / "provenance.json").read_text())["redrawn"] == 0
+
+    # other settings (steps, swap resolution), or a retrained checkpoint: recomputed, never reused
+    calls = []
+    monkeypatch.setattr(T.Projector, "project", lambda self, *a, **k: calls.append(self.g) or real_project(self, *a, **k))
+    monkeypatch.setattr(T, "_save", real_save)
+    T.translate(_cfg(fixture_dataset, tiny_run, out, methods=("transfer",), steps=5), log=lambda *a: None)
+    assert len(calls) == 2          # two batches of 3 + 1 rows, inverted again
+    assert {p.name: p.read_bytes() for p in (out / "transfer").glob("*.png")} != first
+    calls.clear()
+    T.translate(_cfg(fixture_dataset, tiny_run, out, methods=("layer-swap",), swap_resolution=8), log=lambda *a: None)
+    assert not calls and json.loads((out / "layer-swap" / "provenance.json").read_text())["redrawn"] == ROWS
+
+    retrained = tmp_path / "retrained"
+    shutil.copytree(tiny_run, retrained)
+    from drfhq_tools.gan.networks import load_generator, save_generator
+    g = load_generator(retrained / "g_render")
+    with torch.no_grad():
+        next(p for n, p in g.named_parameters() if n.endswith("torgb.bias")).add_(0.1)
+    save_generator(g, retrained / "g_render")
+    T.translate(_cfg(fixture_dataset, retrained, out, methods=("transfer",), steps=5), log=lambda *a: None)
+    assert len(calls) == 2
+    assert json.loads((out / "transfer" / "provenance.json").read_text())["checkpoint_sha256"]["g_render"] == \
+        T.generator_sha256(retrained / "g_render")
 
 
 def test_projection_fits_the_target_better_than_the_mean_face(tiny_run):
@@ -90,6 +132,13 @@ def test_bench_runs_generator_methods_by_name_with_ckpt(fixture_dataset, fixture
     assert len(list((tmp_path / "b" / "methods" / "transfer").glob("*.png"))) == ROWS
     methods = {r["method"] for r in run.results}
     assert {"input", "transfer", "layer-swap"} <= methods
+    from drfhq_tools.bench.store import query
+    from drfhq_tools.gan.translate import generator_sha256
+    _, recorded = query(tmp_path / "b", "SELECT method, source, checkpoint_sha256, output_key, settings FROM methods ORDER BY method")
+    by_method = {r[0]: r for r in recorded}
+    assert by_method["input"][2] is None
+    assert by_method["transfer"][1] == str(tiny_run) and generator_sha256(tiny_run / "g_render") in by_method["transfer"][2]
+    assert '"steps": 2' in by_method["transfer"][4] and by_method["transfer"][3] != by_method["layer-swap"][3]
 
 
 def test_translate_and_models_list_commands(fixture_dataset, tiny_run, tmp_path):

@@ -9,6 +9,7 @@ bench runs `translate` for them into its own methods/ folder.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,11 +18,11 @@ import numpy as np
 from PIL import Image
 
 from ..dataset.decode import IMAGE_SUFFIXES
+from ..dataset.rows import FACE_BOX
 from ..errors import DrfhqError
 
 _RGB_TO_LMS = np.array([[0.3811, 0.5783, 0.0402], [0.1967, 0.7244, 0.0782], [0.0241, 0.1288, 0.8444]])
 _LMS_TO_LAB = np.diag([1 / np.sqrt(3), 1 / np.sqrt(6), 1 / np.sqrt(2)]) @ np.array([[1, 1, 1], [1, 1, -2], [1, -1, 0]])
-_FACE_BOX = (0.25, 0.25, 0.75, 0.81)   # inner face of an FFHQ-aligned image (fractions of its side)
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -39,7 +40,7 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 
 def face_region(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
-    return image[round(_FACE_BOX[1] * h):round(_FACE_BOX[3] * h), round(_FACE_BOX[0] * w):round(_FACE_BOX[2] * w)]
+    return image[round(FACE_BOX[1] * h):round(FACE_BOX[3] * h), round(FACE_BOX[0] * w):round(FACE_BOX[2] * w)]
 
 
 def lab_statistics(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +52,7 @@ def lab_statistics(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def reinhard_transfer(rgb: np.ndarray, target_mean: np.ndarray, target_std: np.ndarray) -> np.ndarray:
     lab = rgb_to_lab(rgb)
     face = lab[tuple(slice(round(a * s), round(b * s)) for a, b, s in
-                     ((_FACE_BOX[1], _FACE_BOX[3], rgb.shape[0]), (_FACE_BOX[0], _FACE_BOX[2], rgb.shape[1])))]
+                     ((FACE_BOX[1], FACE_BOX[3], rgb.shape[0]), (FACE_BOX[0], FACE_BOX[2], rgb.shape[1])))]
     mean, std = face.reshape(-1, 3).mean(0), face.reshape(-1, 3).std(0)
     # Bounded gain: a face with almost no spread in a channel (dark, flat renders) is not blown up.
     gain = np.clip(target_std / np.maximum(std, 1e-6), 1 / 3, 3)
@@ -65,7 +66,8 @@ class MethodOutputs:
     missing: list[str]                     # row ids without an output
     wrong_size: list[str]                  # row ids whose output is not the dataset's size (left out)
     extra: list[str]                       # files in the folder that match no row
-    source: str                            # 'built-in' or the folder
+    source: str                            # 'built-in', the folder, or the train run (generator methods)
+    provenance: dict | None = None         # generator methods: checkpoint hashes, translate settings and key
 
 
 def parse_baselines(text: str | tuple) -> list[tuple[str, str | None]]:
@@ -137,7 +139,9 @@ def _generator_method(name: str) -> BuiltinMethod:
         cfg = TranslateConfig(dataset=config.dataset, ckpt=config.ckpt, out=str(out_dir.parent), methods=(name,),
                               steps=config.translate_steps, lpips_net=config.translate_lpips, device=config.device,
                               limit=config.limit, batch=config.translate_batch)
-        return translate(cfg, progress=context.get("progress"), log=context.get("log", print))[name]
+        paths = translate(cfg, progress=context.get("progress"), log=context.get("log", print))[name]
+        context.setdefault("provenance", {})[name] = json.loads((out_dir / "provenance.json").read_text())
+        return paths
     return run
 
 

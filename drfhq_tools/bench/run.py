@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from ..dataset.align_geometry import apply_affine, quad_to_output_affine
 from ..dataset.decode import IMAGE_SUFFIXES
+from ..dataset.rows import dataset_rows
 from ..errors import DrfhqError
 from ..io import FolderLock, atomic_write_json, sha256_file
 from ..models.identity import identity_network
@@ -46,25 +46,6 @@ class BenchRun:
 def _load_image(path: Path) -> np.ndarray:
     with Image.open(path) as img:
         return np.asarray(img.convert("RGB"))
-
-
-def dataset_rows(dataset: Path, limit: int | None) -> tuple[list[dict], int]:
-    """ok rows with their image file and landmarks in the aligned frame (pixel-centre coordinates)."""
-    table = pq.read_table(dataset / "manifest.parquet")
-    rows = [r for r in table.to_pylist() if r["status"] == "ok"]
-    rows.sort(key=lambda r: r["id"])
-    if limit:
-        rows = rows[:limit]
-    if len(rows) < 2:
-        raise DrfhqError(f"{dataset}: fewer than two usable (status ok) images")
-    with Image.open(dataset / rows[0]["image_path"]) as img:
-        size = img.size[0]
-    for row in rows:
-        row["image_file"] = str(dataset / row["image_path"])
-        affine = quad_to_output_affine(np.asarray(row["align_quad"], dtype=np.float64).reshape(4, 2), size)
-        row["aligned_lm68"] = apply_affine(affine, np.asarray(row["landmarks_68"]).reshape(68, 2)) - 0.5
-        row["aligned_lm5"] = apply_affine(affine, np.asarray(row["landmarks_5"]).reshape(5, 2)) - 0.5
-    return rows, size
 
 
 def real_images(real: Path, out: Path, size: int, progress, log=print) -> list[Path]:
@@ -213,7 +194,9 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
         for name, folder in methods_spec:
             if folder is None:
                 paths = {**BUILTIN_METHODS, **GENERATOR_METHODS}[name](rows, out / "methods" / name, context)
-                methods.append(MethodOutputs(name, paths, [r["id"] for r in rows if r["id"] not in paths], [], [], "built-in"))
+                provenance = context.get("provenance", {}).get(name)
+                methods.append(MethodOutputs(name, paths, [r["id"] for r in rows if r["id"] not in paths], [], [],
+                                             config.ckpt if provenance else "built-in", provenance))
             else:
                 methods.append(match_folder(name, Path(folder), rows, size))
             m = methods[-1]
@@ -286,6 +269,6 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
         atomic_write_json(out / f"bench-{run_id}.json", {"run_id": run_id, "config": config, "counters": counters,
                                                           "real_images": len(reals), "dataset_rows": len(rows),
                                                           "methods": [{"name": m.name, "source": m.source, "outputs": len(m.paths),
-                                                                       "missing": m.missing, "wrong_size": m.wrong_size,
+                                                                       "provenance": m.provenance, "missing": m.missing, "wrong_size": m.wrong_size,
                                                                        "extra": m.extra} for m in methods]})
     return run

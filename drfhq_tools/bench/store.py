@@ -6,6 +6,7 @@ into a temporary file and renamed over the old one, so a reader never sees half 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -57,6 +58,17 @@ IMAGES_SCHEMA = pa.schema([
 ])
 
 
+METHODS_SCHEMA = pa.schema([          # where each method's images came from (one row per run and method)
+    pa.field("run_id", pa.string()),
+    pa.field("method", pa.string()),
+    pa.field("source", pa.string()),          # built-in, a folder, or a `drfhq train` run (generator methods)
+    pa.field("outputs", pa.int64()),
+    pa.field("checkpoint_sha256", pa.string()),   # JSON {g_real, g_render} for generator methods
+    pa.field("output_key", pa.string()),      # translate's key: checkpoint hashes + every setting that changes the images
+    pa.field("settings", pa.string()),        # JSON of those settings
+])
+
+
 def _append(existing: Path, new: pa.Table, schema: pa.Schema) -> pa.Table:
     if existing.is_file():
         old = pq.read_table(existing, schema=schema)
@@ -72,6 +84,12 @@ def write_run(run, rows: list[dict], config) -> None:
         "images": (pa.Table.from_pylist([{"run_id": run.run_id, "image_id": r["id"], **{k: r.get(k) for k in
                                           ("source_path", "gender", "age_group", "race", "identity_id")}} for r in rows],
                                         schema=IMAGES_SCHEMA), IMAGES_SCHEMA),
+        "methods": (pa.Table.from_pylist([{
+            "run_id": run.run_id, "method": m.name, "source": m.source, "outputs": len(m.paths),
+            "checkpoint_sha256": json.dumps(m.provenance["checkpoint_sha256"]) if m.provenance else None,
+            "output_key": m.provenance["key"] if m.provenance else None,
+            "settings": json.dumps({**m.provenance["settings"], "swap_resolution": m.provenance.get("swap_resolution")})
+            if m.provenance else None} for m in run.methods], schema=METHODS_SCHEMA), METHODS_SCHEMA),
     }
     merged = {}
     for name, (table, schema) in tables.items():

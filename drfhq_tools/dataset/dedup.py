@@ -16,19 +16,20 @@ import numpy as np
 import scipy.fft
 from PIL import Image
 
+from .rows import FACE_BOX
+
 HASH_BITS = 256
 # Calibrated on the fixtures (256-px aligned faces): JPEG re-encodes, 70% resizes and 10% crops of
 # 512-px photos stay within 12 bits; different poses of one CG identity are 72+ bits apart; distinct
 # expressions of one head are 14+ bits apart (a few of them are near-identical pictures).
 DEFAULT_NEAR_THRESHOLD = 12
 # Inner face of an FFHQ-aligned image (fractions of its side): brows to chin, cheek to cheek.
-_FACE_BOX = (0.25, 0.25, 0.75, 0.81)
 
 
 def perceptual_hash(aligned_rgb: np.ndarray) -> int:
     """256-bit DCT hash (pHash) of the inner face: low 16x16 frequencies of a 64x64 grey image vs their median."""
     h, w = aligned_rgb.shape[:2]
-    box = (round(_FACE_BOX[0] * w), round(_FACE_BOX[1] * h), round(_FACE_BOX[2] * w), round(_FACE_BOX[3] * h))
+    box = (round(FACE_BOX[0] * w), round(FACE_BOX[1] * h), round(FACE_BOX[2] * w), round(FACE_BOX[3] * h))
     grey = Image.fromarray(aligned_rgb).convert("L").crop(box).resize((64, 64), Image.BOX)
     low = scipy.fft.dctn(np.asarray(grey, dtype=np.float64), norm="ortho")[:16, :16].flatten()
     bits = low > np.median(low[1:])   # the DC term carries brightness only and would skew the median

@@ -1,2 +1,5 @@
-"""Stage 2 (in progress): generators. StyleGAN2 in torch (NVIDIA key layout) and MobileStyleGAN (FFHQ)
-converted from OpenVINO IR. Training and translation are not built yet."""
+"""Stage 2: generators and the transfer method. StyleGAN2 in torch with NVIDIA's numerics and key layout
+(`stylegan2`), official NVIDIA and rosinality files read without running their code and our own
+generator format (`networks`), MobileStyleGAN from OpenVINO IR (`mobilestylegan`, `openvino_ir`), the
+identity-consistent fine-tuning of G_render (`train`, `losses`) and translation of renders by
+inversion (`translate`)."""

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bench.methods import _FACE_BOX
+from ..dataset.rows import FACE_BOX
 
 
 def resize_area(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -45,7 +45,7 @@ def r1_penalty(real_logits: torch.Tensor, real_images: torch.Tensor) -> torch.Te
 
 def inner_face(images: torch.Tensor) -> torch.Tensor:
     s = images.shape[-1]
-    x0, y0, x1, y1 = (round(f * s) for f in _FACE_BOX)
+    x0, y0, x1, y1 = (round(f * s) for f in FACE_BOX)
     return images[..., y0:y1, x0:x1]
 
 
@@ -112,8 +112,8 @@ def draw_augment(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     }
 
 
-def slice_augment(params: dict[str, torch.Tensor], start: int, stop: int) -> dict[str, torch.Tensor]:
-    return {k: v[start:stop] for k, v in params.items()}
+def slice_augment(params: dict[str, torch.Tensor], start: int, stop: int | None, step: int = 1) -> dict[str, torch.Tensor]:
+    return {k: v[start:stop:step] for k, v in params.items()}
 
 
 def augment(images: torch.Tensor, params: dict[str, torch.Tensor], policy: tuple[str, ...]) -> torch.Tensor:

@@ -21,6 +21,7 @@ import copy
 import io
 import json
 import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,11 +29,12 @@ from torch import nn
 
 from ..errors import DrfhqError
 from ..io import atomic_write_json, sha256_file
-from .stylegan2 import CONFIGS, Generator, StyleGAN2Config, load_state, rosinality_to_nvidia
+from .stylegan2 import (CONFIGS, Discriminator, Generator, StyleGAN2Config, load_state, rosinality_d_to_nvidia,
+                        rosinality_to_nvidia)
 
 BASES = {   # --base name -> (registry files it needs, licence, what it is)
     "none": ((), "MIT (this toolkit; random initialisation)",
-             "a fresh StyleGAN2 of --config, trained from scratch (small resolutions, demos, tests)"),
+             "a fresh StyleGAN2 of --network, trained from scratch (small resolutions, demos, tests)"),
     "mobilestylegan-ffhq": (("mobilestylegan-mapping-xml", "mobilestylegan-mapping-bin", "mobilestylegan-synthesis-xml",
                              "mobilestylegan-synthesis-bin"),
                             "NVIDIA Source Code License (non-commercial)",
@@ -192,6 +194,20 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, *state):
     return data
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """Protocol 2 writes bytes as _codecs.encode(str, 'latin1'); only that encoding is honoured."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError("refused _codecs.encode other than latin1 of a string")
+    return text.encode("latin1")
+
+
+def _reconstructor(cls, base, state=None):
+    """copyreg._reconstructor (protocols 0-1 objects) for stub classes only."""
+    if not (isinstance(cls, type) and issubclass(cls, _Stub)):
+        raise pickle.UnpicklingError(f"refused copyreg._reconstructor of {cls!r}")
+    return cls()
+
+
 def _numpy_globals() -> dict:
     import numpy as np
 
@@ -213,6 +229,10 @@ _SAFE_GLOBALS = {
     ("dnnlib.util", "EasyDict"): dict,
     ("dnnlib", "EasyDict"): dict,
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent_object,
+    # plain containers that protocols 2 and 3 spell as globals (4 and 5 have opcodes for them)
+    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "bytearray"): bytearray,
+    ("builtins", "object"): object, ("_codecs", "encode"): _latin1_bytes, ("copyreg", "_reconstructor"): _reconstructor,
+    ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset, ("__builtin__", "object"): object,
     **_numpy_globals(),
 }
 _STUB_MODULES = ("torch.nn.modules.", "dnnlib.", "torch_utils.", "training.")
@@ -243,93 +263,189 @@ def _module_tensors(stub, prefix: str = "") -> dict[str, torch.Tensor]:
     return out
 
 
-def read_nvidia_pkl(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """`G_ema` weights and init kwargs from a stylegan2-ada-pytorch / stylegan3 network pickle."""
+def _init_kwargs(stub) -> dict:
+    state = getattr(stub, "stub_state", {})
+    return dict(state.get("_init_kwargs") or state.get("init_kwargs") or {})
+
+
+_FILTERS = (".resample_filter", ".up_filter", ".down_filter")
+
+
+def read_nvidia_pkl(path: str | Path) -> dict[str, tuple[dict[str, torch.Tensor], dict]]:
+    """Every network of a stylegan2-ada-pytorch / stylegan3 pickle (`G`, `G_ema`, `D`, `augment_pipe`)
+    as {name: (tensors by NVIDIA's state-dict key, init kwargs)}; the other entries are left out."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
             data = _RestrictedUnpickler(fh).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, RuntimeError) as exc:
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, RuntimeError, TypeError) as exc:
         raise DrfhqError(f"{path}: not a readable NVIDIA network pickle: {exc}") from None
     if not isinstance(data, dict) or "G_ema" not in data:
         raise DrfhqError(f"{path}: no G_ema in this pickle (keys: {sorted(data)[:8] if isinstance(data, dict) else type(data).__name__})")
-    g = data["G_ema"]
-    kwargs = dict(getattr(g, "stub_state", {}).get("_init_kwargs") or {})
-    if not kwargs:
-        kwargs = dict(getattr(g, "stub_state", {}).get("init_kwargs") or {})
-    return _module_tensors(g), kwargs
+    return {name: (_module_tensors(data[name]), _init_kwargs(data[name]))
+            for name in ("G", "G_ema", "D", "augment_pipe") if isinstance(data.get(name), _Stub)}
 
 
-def _config_from_state(state: dict, kwargs: dict) -> StyleGAN2Config:
+def _channels_from(state: dict, pattern: str, kwargs: dict, resolution: int) -> tuple[int, int]:
+    """(channel_base, channel_max) from the init kwargs, else from the weight shapes: `pattern` names a
+    weight whose first axis holds the channels of resolution r."""
+    found = {r: state[pattern.format(r)].shape[0] for r in (2 ** i for i in range(2, 11)) if pattern.format(r) in state}
+    channel_max = int(kwargs.get("channel_max", max(found.values())))
+    channel_base = int(kwargs.get("channel_base", found[resolution] * resolution))
+    return channel_base, channel_max
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _nvidia_generator(state: dict, kwargs: dict, source: str) -> Generator:
+    if int(kwargs.get("c_dim", 0) or 0) > 0:
+        raise DrfhqError(f"{source}: a conditional generator (c_dim {kwargs['c_dim']}); only unconditional StyleGAN2 maps here")
+    if any(k.startswith("synthesis.L") or ".affine." in k and "input" in k for k in state):
+        raise DrfhqError(f"{source}: a StyleGAN3 generator (alias-free layers); only StyleGAN2 layouts map onto this generator")
+    synth = kwargs.get("synthesis_kwargs") or {}
+    if synth.get("architecture", "skip") != "skip":
+        raise DrfhqError(f"{source}: synthesis architecture '{synth['architecture']}'; only NVIDIA's default 'skip' maps here")
     res = [int(k.split(".")[1][1:]) for k in state if k.startswith("synthesis.b") and k.endswith(".conv1.weight")]
     if not res:
-        raise DrfhqError(f"no StyleGAN2 synthesis blocks among the keys, e.g. {sorted(state)[:6]}")
+        raise DrfhqError(f"{source}: no StyleGAN2 synthesis blocks among the keys, e.g. {sorted(state)[:6]}")
     resolution = max(res)
-    c_res = {r: state[f"synthesis.b{r}.conv1.weight"].shape[0] for r in res}
-    synth = kwargs.get("synthesis_kwargs") or {}
-    channel_max = int(synth.get("channel_max", max(c_res.values())))
-    channel_base = int(synth.get("channel_base", c_res[resolution] * resolution))
+    base, cmax = _channels_from(state, "synthesis.b{}.conv1.weight", synth, resolution)
     mapping_layers = len({k.split(".")[1] for k in state if k.startswith("mapping.fc")})
-    return StyleGAN2Config(resolution=resolution, z_dim=state["mapping.fc0.weight"].shape[1],
-                           w_dim=state["mapping.fc0.weight"].shape[0], mapping_layers=mapping_layers,
-                           channel_base=channel_base, channel_max=channel_max)
+    cfg = StyleGAN2Config(resolution=resolution, z_dim=state["mapping.fc0.weight"].shape[1], w_dim=state["mapping.fc0.weight"].shape[0],
+                          mapping_layers=mapping_layers, channel_base=base, channel_max=cmax,
+                          mapping_lr=float((kwargs.get("mapping_kwargs") or {}).get("lr_multiplier", 0.01)),
+                          conv_clamp=_optional_float(synth.get("conv_clamp")), num_fp16_res=int(synth.get("num_fp16_res", 0) or 0))
+    generator = Generator(cfg)
+    load_state(generator, {k: v for k, v in state.items() if not k.endswith(_FILTERS)}, source)
+    return generator.eval()
 
 
-def load_official(path: str | Path) -> Generator:
-    """An NVIDIA `.pkl` or a rosinality `.pt` as our StyleGAN2 generator (strict: unmapped keys are named)."""
+def _nvidia_discriminator(state: dict, kwargs: dict, source: str) -> Discriminator:
+    if int(kwargs.get("c_dim", 0) or 0) > 0:
+        raise DrfhqError(f"{source}: a conditional discriminator (c_dim {kwargs['c_dim']}); only unconditional D maps here")
+    if kwargs.get("architecture", "resnet") != "resnet":
+        raise DrfhqError(f"{source}: discriminator architecture '{kwargs['architecture']}'; only NVIDIA's default 'resnet' maps here")
+    epilogue = kwargs.get("epilogue_kwargs") or {}
+    if int(epilogue.get("mbstd_num_channels", 1)) != 1:
+        raise DrfhqError(f"{source}: minibatch-std with {epilogue['mbstd_num_channels']} channels; only 1 maps here")
+    res = [int(k.split(".")[0][1:]) for k in state if k.endswith(".fromrgb.weight")]
+    if not res:
+        raise DrfhqError(f"{source}: no discriminator input block (b<res>.fromrgb) among the keys, e.g. {sorted(state)[:6]}")
+    resolution = max(res)
+    state = {k: v for k, v in state.items() if not k.endswith(_FILTERS)}
+    found = {**{int(k.split(".")[0][1:]): v.shape[0] for k, v in state.items() if k.endswith(".conv0.weight")},
+             4: state["b4.conv.weight"].shape[0]} if "b4.conv.weight" in state else {}
+    if not found:
+        raise DrfhqError(f"{source}: no discriminator epilogue (b4.conv) among the keys")
+    cmax = int(kwargs.get("channel_max", max(found.values())))
+    base = int(kwargs.get("channel_base", found[resolution] * resolution))
+    cfg = StyleGAN2Config(resolution=resolution, channel_base=base, channel_max=cmax,
+                          conv_clamp=_optional_float(kwargs.get("conv_clamp")), num_fp16_res=int(kwargs.get("num_fp16_res", 0) or 0))
+    group = epilogue.get("mbstd_group_size", 4)
+    d = Discriminator(cfg, mbstd_group=int(group) if group else 4)
+    load_state(d, state, source)
+    return d.eval()
+
+
+@dataclass
+class OfficialNetworks:
+    """What an official file holds, as our modules: G_ema (what the file's authors generate with), the
+    trained G where the file has one, D where it has one, and notes on the rest (augment pipe, ...)."""
+    g_ema: Generator
+    g: Generator | None
+    d: Discriminator | None
+    kind: str                                # nvidia-pkl | rosinality-pt
+    notes: dict = field(default_factory=dict)
+
+
+def read_official(path: str | Path) -> OfficialNetworks:
+    """An NVIDIA `.pkl` (protocols 2-5) or a rosinality `.pt`, every network in it, strictly mapped
+    (unmapped keys are named). The file kind is read from its content, not its name."""
     import zipfile
 
     path = Path(path)
-    # by content, not name: `models import stylegan2-ffhq` stores either kind as stylegan2-ffhq.pkl
+    if not path.is_file():
+        raise DrfhqError(f"{path}: no such checkpoint file")
+    # by content: `models import stylegan2-ffhq` stores either kind as stylegan2-ffhq.pkl
     if not zipfile.is_zipfile(path):       # NVIDIA's network pickles are plain pickles; torch.save writes zips
-        state, kwargs = read_nvidia_pkl(path)
-        if any(k.startswith("synthesis.L") or ".affine." in k and "input" in k for k in state):
-            raise DrfhqError(f"{path}: a StyleGAN3 generator (alias-free layers); only StyleGAN2 layouts map onto this generator")
-        cfg = _config_from_state(state, kwargs)
-        generator = Generator(cfg)
-        state = {k: v for k, v in state.items() if not k.endswith((".resample_filter", ".up_filter", ".down_filter"))}
-        load_state(generator, state, str(path))
-        return generator.eval()
+        nets = read_nvidia_pkl(path)
+        g_ema = _nvidia_generator(*nets["G_ema"], f"{path} (G_ema)")
+        g = _nvidia_generator(*nets["G"], f"{path} (G)") if "G" in nets else None
+        d = _nvidia_discriminator(*nets["D"], f"{path} (D)") if "D" in nets else None
+        notes = {}
+        if "augment_pipe" in nets:
+            tensors, kwargs = nets["augment_pipe"]
+            notes["augment_pipe"] = {"p": float(tensors["p"]) if "p" in tensors else None,
+                                     "kwargs": {k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))}}
+        return OfficialNetworks(g_ema, g, d, "nvidia-pkl", notes)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign files
         raise DrfhqError(f"{path}: not a torch checkpoint readable without running code: {exc}") from None
     if isinstance(raw, dict) and "g_ema" in raw:
-        g_ema = raw["g_ema"]
-        n_map = len({k.split(".")[1] for k in g_ema if k.startswith("style.") and k.endswith(".weight")})
-        size = 2 ** (len([k for k in g_ema if k.startswith("to_rgbs.") and k.endswith(".conv.weight")]) + 2)
-        c = {2 ** (i + 3): g_ema[f"convs.{2 * i + 1}.conv.weight"].shape[1] for i in range(int(size).bit_length() - 3)}
-        cfg = StyleGAN2Config(resolution=size, z_dim=g_ema["style.1.weight"].shape[1], w_dim=g_ema["style.1.weight"].shape[0],
-                              mapping_layers=n_map, channel_max=max(c.values()), channel_base=c[size] * size)
-        state = rosinality_to_nvidia({**g_ema, **({"latent_avg": raw["latent_avg"]} if "latent_avg" in raw else {})}, cfg)
-        generator = Generator(cfg)
-        load_state(generator, state, str(path))
-        return generator.eval()
+        def generator(state: dict, name: str) -> Generator:
+            n_map = len({k.split(".")[1] for k in state if k.startswith("style.") and k.endswith(".weight")})
+            size = 2 ** (len([k for k in state if k.startswith("to_rgbs.") and k.endswith(".conv.weight")]) + 2)
+            c = {2 ** (i + 3): state[f"convs.{2 * i + 1}.conv.weight"].shape[1] for i in range(int(size).bit_length() - 3)}
+            cfg = StyleGAN2Config(resolution=size, z_dim=state["style.1.weight"].shape[1], w_dim=state["style.1.weight"].shape[0],
+                                  mapping_layers=n_map, channel_max=max(c.values()), channel_base=c[size] * size)
+            g = Generator(cfg)
+            load_state(g, rosinality_to_nvidia({**state, **({"latent_avg": raw["latent_avg"]} if "latent_avg" in raw else {})}, cfg),
+                       f"{path} ({name})")
+            return g.eval()
+
+        g_ema = generator(raw["g_ema"], "g_ema")
+        g = generator(raw["g"], "g") if isinstance(raw.get("g"), dict) else None
+        d = None
+        if isinstance(raw.get("d"), dict):
+            cfg = StyleGAN2Config(resolution=g_ema.cfg.resolution, channel_base=g_ema.cfg.channel_base, channel_max=g_ema.cfg.channel_max)
+            d = Discriminator(cfg)
+            load_state(d, rosinality_d_to_nvidia(raw["d"], cfg), f"{path} (d)")
+            d.eval()
+        return OfficialNetworks(g_ema, g, d, "rosinality-pt")
     keys = sorted(raw)[:8] if isinstance(raw, dict) else type(raw).__name__
     raise DrfhqError(f"{path}: unknown checkpoint layout (expected NVIDIA G_ema .pkl or rosinality g_ema .pt; top-level keys {keys})")
 
 
-def load_base(base: str, config: str = "tiny", seed: int = 0) -> tuple[nn.Module, dict]:
-    """The pretrained G_real for `--base`, and a provenance record for the run's config."""
+def load_official(path: str | Path) -> Generator:
+    """The generator an official file's authors sample from (NVIDIA G_ema, rosinality g_ema)."""
+    return read_official(path).g_ema
+
+
+@dataclass
+class BaseNetworks:
+    """`--base` resolved: the pretrained G_real, the file's discriminator if it has one, provenance."""
+    generator: nn.Module
+    discriminator: Discriminator | None
+    info: dict
+
+
+def load_base(base: str, network: str = "tiny", seed: int = 0) -> BaseNetworks:
+    """The pretrained G_real for `--base` (and D where the base file carries one)."""
     if base == "none":
-        if config not in CONFIGS:
-            raise DrfhqError(f"--config {config}: choose one of {', '.join(CONFIGS)}")
+        if network not in CONFIGS:
+            raise DrfhqError(f"--network {network}: choose one of {', '.join(CONFIGS)}")
         torch.manual_seed(seed)
-        return Generator(CONFIGS[config]).eval(), {"base": "none", "config": config, "seed": seed}
+        return BaseNetworks(Generator(CONFIGS[network]).eval(), None, {"base": "none", "network": network, "seed": seed})
     if base == "mobilestylegan-ffhq":
         from .mobilestylegan import LICENCE, MobileStyleGAN
 
         g = MobileStyleGAN().eval()
-        return g, {"base": base, "licence": LICENCE, "weights_sha256": g.weights_sha256}
+        return BaseNetworks(g, None, {"base": base, "licence": LICENCE, "weights_sha256": g.weights_sha256})
     if base == "stylegan2-ffhq":
         from ..models.weights import resolve
 
         found = resolve("stylegan2-ffhq")
-        return load_official(found.path), {"base": base, "file": str(found.path), "sha256": found.sha256}
+        nets = read_official(found.path)
+        return BaseNetworks(nets.g_ema, nets.d, {"base": base, "file": str(found.path), "sha256": found.sha256,
+                                                 "kind": nets.kind, **nets.notes})
     path = Path(base)
     if path.is_dir():
-        return load_generator(path), {"base": str(path), "sha256": sha256_file(next(
-            p for p in (path / "generator.safetensors", path / "generator.pt") if p.is_file()))}
+        return BaseNetworks(load_generator(path), None, {"base": str(path), "sha256": sha256_file(next(
+            p for p in (path / "generator.safetensors", path / "generator.pt") if p.is_file()))})
     if path.is_file():
-        return load_official(path), {"base": str(path), "sha256": sha256_file(path)}
+        nets = read_official(path)
+        return BaseNetworks(nets.g_ema, nets.d, {"base": str(path), "sha256": sha256_file(path), "kind": nets.kind, **nets.notes})
     raise DrfhqError(f"--base {base}: not a file or folder, and not one of {', '.join(BASES)}")

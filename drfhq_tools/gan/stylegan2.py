@@ -1,19 +1,27 @@
 """StyleGAN2 (Karras et al. 2020) in plain PyTorch, in the parameter layout of NVIDIA's
-stylegan2-ada-pytorch (`G_ema` state-dict keys), so official weights map onto it name for name.
+stylegan2-ada-pytorch (`G_ema` and `D` state-dict keys), so official weights map onto it name for name.
 
-Generator: mapping network (normalised z, 8 equalised-LR fully connected layers, lr multiplier 0.01,
+Generator: mapping network (normalised z, equalised-LR fully connected layers, lr multiplier 0.01,
 w_avg for truncation), synthesis network with modulated and demodulated convolutions, per-layer noise
 (`noise_const` and `noise_strength`), FIR ([1, 3, 3, 1]) upsampling and the skip architecture (an RGB
 output per resolution, upsampled and summed). Discriminator: residual, with minibatch standard
 deviation. Any power-of-two resolution from 32 to 1024; channels follow config-f's formula with a
 base and a maximum that small configurations shrink.
 
-Numerics follow the paper and NVIDIA's code path (equalised learning rate, lrelu gain sqrt(2), demod
-eps 1e-8, [1,3,3,1] filters); bitwise parity with NVIDIA's custom CUDA ops is not claimed.
+Numerics are NVIDIA's with `force_fp32=True`: the same resampling (conv2d_resample's fast paths:
+transposed convolution then the FIR filter to upsample, the filter then a strided convolution to
+downsample), `conv_clamp` applied after each activation, demodulation eps 1e-8. Official files give
+NVIDIA's images and logits to float precision (tests compare against outputs of NVIDIA's own code).
+
+Speed: modulation scales the activations and every image shares one convolution (NVIDIA's
+training-time path, also the faster one for inference here); the 4-tap FIR runs as two 1-D passes;
+the layers NVIDIA runs in fp16 (`num_fp16_res`) may run under bf16/fp16 autocast
+(`set_mixed_precision`), the RGB sum and the discriminator's epilogue staying fp32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -24,6 +32,7 @@ from torch import nn
 from ..errors import DrfhqError
 
 SQRT2 = math.sqrt(2.0)
+SQRT_HALF = math.sqrt(0.5)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class StyleGAN2Config:
     channel_base: int = 32768        # config-f: channels(res) = min(channel_base // res, channel_max)
     channel_max: int = 512
     mapping_lr: float = 0.01
+    conv_clamp: float | None = None  # official configs: 256 (conv outputs clamped to +-256 after the activation)
+    num_fp16_res: int = 0            # official configs: 4 (layers that may run in reduced precision)
 
     def channels(self, res: int) -> int:
         return min(self.channel_base // res, self.channel_max)
@@ -47,42 +58,69 @@ class StyleGAN2Config:
     def num_ws(self) -> int:
         return 2 * (self.log2 - 2) + 2       # conv1 at 4, conv0+conv1 per higher block, + the last torgb
 
+    @property
+    def fp16_resolution(self) -> int:
+        """Lowest resolution NVIDIA runs in fp16 (above the image resolution when num_fp16_res is 0)."""
+        return max(2 ** (self.log2 + 1 - self.num_fp16_res), 8)
+
     def validate(self) -> None:
         if self.resolution < 32 or self.resolution > 1024 or self.resolution & (self.resolution - 1):
             raise DrfhqError(f"StyleGAN2 resolution {self.resolution}: a power of two from 32 to 1024")
 
 
-CONFIGS = {
+CONFIGS = {   # --network presets (NVIDIA's official ones carry conv_clamp 256 and 4 fp16 resolutions)
     "tiny": StyleGAN2Config(resolution=32, z_dim=64, w_dim=64, mapping_layers=2, channel_base=2048, channel_max=64),
     "cpu256": StyleGAN2Config(resolution=256, z_dim=128, w_dim=128, mapping_layers=4, channel_base=4096, channel_max=128),
-    "256": StyleGAN2Config(resolution=256, channel_base=16384, channel_max=512),
-    "1024": StyleGAN2Config(resolution=1024),
+    "256": StyleGAN2Config(resolution=256, channel_base=16384, channel_max=512, conv_clamp=256, num_fp16_res=4),
+    "1024": StyleGAN2Config(resolution=1024, conv_clamp=256, num_fp16_res=4),
 }
 
 
-def _fir_kernel(device=None) -> torch.Tensor:
-    k = torch.tensor([1.0, 3.0, 3.0, 1.0], device=device)
-    k = k[:, None] * k[None, :]
-    return k / k.sum()
+# ---------------------------------------------------------------- resampling (NVIDIA's upfirdn2d, [1,3,3,1])
+
+def _taps(x: torch.Tensor, gain: float) -> torch.Tensor:
+    return torch.tensor([1.0, 3.0, 3.0, 1.0], device=x.device, dtype=x.dtype) * (math.sqrt(gain) / 8)
 
 
-def upsample2x(x: torch.Tensor, pad: tuple[int, int] = (2, 1)) -> torch.Tensor:
-    """upfirdn2d(up=2) with the [1,3,3,1] filter (gain 4): zero insertion, padding (before, after) on
-    the upsampled grid, then the filter. (2, 1) keeps the size doubled (NVIDIA's upsample2d)."""
-    n, c, h, w = x.shape
-    k = (_fir_kernel(x.device) * 4).to(x.dtype)
-    up = x.new_zeros(n, c, h * 2, w * 2)
-    up[:, :, ::2, ::2] = x
-    up = F.pad(up, (pad[0], pad[1], pad[0], pad[1]))
-    return F.conv2d(up, k.expand(c, 1, 4, 4), groups=c)
+def fir_filter(x: torch.Tensor, pad: int, down: int = 1, gain: float = 1.0) -> torch.Tensor:
+    """upfirdn2d(up=1) with the separable [1,3,3,1] filter: pad every side by `pad`, filter, keep every
+    `down`-th sample. Two 1-D depthwise passes instead of one 4x4 (the filter is separable)."""
+    c, k = x.shape[1], _taps(x, gain)
+    x = F.pad(x, (pad, pad, pad, pad))
+    x = F.conv2d(x, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), stride=(1, down), groups=c)
+    return F.conv2d(x, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), stride=(down, 1), groups=c)
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """NVIDIA's upsample2d: zero insertion, padding (2, 1), the filter with gain 4. A strided transposed
+    depthwise convolution does the zero insertion; it pads (3, 3), so one sample is cropped per side."""
+    c, k = x.shape[1], _taps(x, 4.0)
+    x = F.conv_transpose2d(x, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), stride=(1, 2), groups=c)
+    x = F.conv_transpose2d(x, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), stride=(2, 1), groups=c)
+    return x[:, :, 1:-1, 1:-1]
 
 
 def downsample2x(x: torch.Tensor) -> torch.Tensor:
-    c = x.shape[1]
-    k = _fir_kernel(x.device).to(x.dtype)
-    x = F.pad(x, (1, 1, 1, 1))
-    return F.conv2d(x, k.expand(c, 1, 4, 4), stride=2, groups=c)
+    """NVIDIA's downsample2d: padding (1, 1), the filter, every second sample."""
+    return fir_filter(x, 1, down=2)
 
+
+def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: bool, gain: float = 1.0,
+             clamp: float | None = None) -> torch.Tensor:
+    """NVIDIA's bias_act: add the bias, leaky ReLU (slope 0.2, gain sqrt 2), extra gain, clamp."""
+    if bias is not None:
+        x = x + bias.to(x.dtype).reshape(1, -1, *([1] * (x.dim() - 2)))
+    if activation:
+        x = F.leaky_relu(x, 0.2)
+        gain = gain * SQRT2
+    if gain != 1:
+        x = x * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+# ---------------------------------------------------------------- layers
 
 class FullyConnectedLayer(nn.Module):
     def __init__(self, in_features, out_features, bias_init=0.0, lr_multiplier=1.0, activation=False):
@@ -117,79 +155,86 @@ class MappingNetwork(nn.Module):
         return x
 
 
-def modulated_conv2d(x, weight, styles, demodulate=True, up=False):
+def modulated_conv2d(x, weight, styles, demodulate=True, up=False, noise=None):
+    """NVIDIA's modulated_conv2d as it trains (fused_modconv=False): scale the input channels by the
+    styles, one convolution with the shared weight for the whole batch, then scale the output channels
+    by the demodulation coefficients. Upsampling is conv2d_resample's: a stride-2 transposed
+    convolution, then the filter padded by 1 with gain 4."""
     n, in_ch = x.shape[:2]
     out_ch, _, kh, kw = weight.shape
-    w = weight[None] * styles[:, None, :, None, None]
-    if demodulate:
-        w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
-    x = x.reshape(1, n * in_ch, *x.shape[2:])
-    w = w.reshape(n * out_ch, in_ch, kh, kw)
+    if x.dtype == torch.float16 and demodulate:      # NVIDIA's pre-normalisation against fp16 overflow
+        weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    x = x * styles.to(x.dtype).reshape(n, in_ch, 1, 1)
+    w = weight.to(x.dtype)
     if up:
-        # NVIDIA's conv2d_resample(up=2, padding=1, flip_weight=False): filter the zero-inserted input
-        # padded (3, 2), then a true convolution (flipped kernel) without padding
-        x = F.conv2d(upsample2x(x, (kh // 2 + 2, kh // 2 + 1)), w.flip([2, 3]), groups=n)
+        x = fir_filter(F.conv_transpose2d(x, w.transpose(0, 1), stride=2), 1, gain=4.0)
     else:
-        x = F.conv2d(x, w, padding=kh // 2, groups=n)
-    return x.reshape(n, out_ch, *x.shape[2:])
+        x = F.conv2d(x, w, padding=kh // 2)
+    if demodulate:    # sum over (i, k) of (w_oik s_i)^2 = s^2 . sum_k w_oik^2: no N x O x I x k x k tensor
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+        x = x * dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1)
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x
 
 
 class SynthesisLayer(nn.Module):
-    def __init__(self, in_ch, out_ch, w_dim, resolution, up=False):
+    def __init__(self, in_ch, out_ch, w_dim, resolution, up=False, conv_clamp=None):
         super().__init__()
         self.affine = FullyConnectedLayer(w_dim, in_ch, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_ch))
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
         self.noise_strength = nn.Parameter(torch.zeros([]))
-        self.weight_gain = 1 / math.sqrt(in_ch * 9)
-        self.up = up
+        self.up, self.resolution, self.conv_clamp = up, resolution, conv_clamp
 
     def forward(self, x, w, noise_mode="const", noise=None):
-        styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up)
-        if noise is not None:          # per-image maps (the projector optimises them)
-            x = x + noise * self.noise_strength
+        if noise is not None:          # per-image maps (the projector fits them; training draws them)
+            noise = noise * self.noise_strength
         elif noise_mode == "const":
-            x = x + self.noise_const * self.noise_strength
+            noise = self.noise_const * self.noise_strength
         elif noise_mode == "random":
-            x = x + torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device) * self.noise_strength
-        return F.leaky_relu(x + self.bias[None, :, None, None], 0.2) * SQRT2
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device) * self.noise_strength
+        x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, up=self.up, noise=noise)
+        return bias_act(x, self.bias, True, clamp=self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
-    def __init__(self, in_ch, w_dim):
+    def __init__(self, in_ch, w_dim, conv_clamp=None):
         super().__init__()
         self.affine = FullyConnectedLayer(w_dim, in_ch, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(3, in_ch, 1, 1))
         self.bias = nn.Parameter(torch.zeros(3))
         self.weight_gain = 1 / math.sqrt(in_ch)
+        self.conv_clamp = conv_clamp
 
     def forward(self, x, w):
-        return modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False) + self.bias[None, :, None, None]
+        x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False)
+        return bias_act(x, self.bias, False, clamp=self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
-    def __init__(self, in_ch, out_ch, w_dim, resolution):
+    def __init__(self, in_ch, out_ch, w_dim, resolution, conv_clamp=None):
         super().__init__()
         self.resolution = resolution
         if in_ch == 0:
             self.const = nn.Parameter(torch.randn(out_ch, 4, 4))
         else:
-            self.conv0 = SynthesisLayer(in_ch, out_ch, w_dim, resolution, up=True)
-        self.conv1 = SynthesisLayer(out_ch, out_ch, w_dim, resolution)
-        self.torgb = ToRGBLayer(out_ch, w_dim)
+            self.conv0 = SynthesisLayer(in_ch, out_ch, w_dim, resolution, up=True, conv_clamp=conv_clamp)
+        self.conv1 = SynthesisLayer(out_ch, out_ch, w_dim, resolution, conv_clamp=conv_clamp)
+        self.torgb = ToRGBLayer(out_ch, w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_ch == 0 else 2
 
-    def forward(self, x, img, ws, noise_mode="const", noise=None):
+    def forward(self, x, img, ws, noise_mode="const", noise=None, dtype=torch.float32):
         k, noise = 0, noise or {}
         if x is None:
-            x = self.const[None].expand(ws.shape[0], -1, -1, -1)
+            x = self.const.to(dtype)[None].expand(ws.shape[0], -1, -1, -1)
         else:
-            x = self.conv0(x, ws[:, k], noise_mode, noise.get(f"b{self.resolution}.conv0"))
+            x = self.conv0(x.to(dtype), ws[:, k], noise_mode, noise.get(f"b{self.resolution}.conv0"))
             k += 1
         x = self.conv1(x, ws[:, k], noise_mode, noise.get(f"b{self.resolution}.conv1"))
-        y = self.torgb(x, ws[:, k + 1])
+        y = self.torgb(x, ws[:, k + 1]).float()          # the RGB sum stays fp32
         img = y if img is None else upsample2x(img) + y
         return x, img
 
@@ -198,9 +243,11 @@ class SynthesisNetwork(nn.Module):
     def __init__(self, cfg: StyleGAN2Config):
         super().__init__()
         self.resolutions = [2 ** i for i in range(2, cfg.log2 + 1)]
+        self.fp16_resolution = cfg.fp16_resolution
+        self.reduced_dtype: torch.dtype | None = None
         for res in self.resolutions:
             in_ch = 0 if res == 4 else cfg.channels(res // 2)
-            setattr(self, f"b{res}", SynthesisBlock(in_ch, cfg.channels(res), cfg.w_dim, res))
+            setattr(self, f"b{res}", SynthesisBlock(in_ch, cfg.channels(res), cfg.w_dim, res, cfg.conv_clamp))
 
     def blocks(self):
         return [getattr(self, f"b{res}") for res in self.resolutions]
@@ -209,7 +256,9 @@ class SynthesisNetwork(nn.Module):
         x = img = None
         k = 0
         for block in self.blocks():
-            x, img = block(x, img, ws[:, k:k + block.num_conv + 1], noise_mode, noise)
+            reduced = self.reduced_dtype is not None and block.resolution >= self.fp16_resolution
+            x, img = block(x, img, ws[:, k:k + block.num_conv + 1], noise_mode, noise,
+                           self.reduced_dtype if reduced else torch.float32)
             k += block.num_conv
         return img
 
@@ -237,16 +286,21 @@ class Generator(nn.Module):
         return {name: "mapping" if name.startswith("mapping.") else int(name.split(".")[1][1:])
                 for name, _ in self.named_parameters()}
 
+    def set_mixed_precision(self, dtype: torch.dtype | None) -> None:
+        """Run the blocks NVIDIA runs in fp16 (the `num_fp16_res` highest) in `dtype`; None: all fp32."""
+        self.synthesis.reduced_dtype = dtype
+
     def map(self, z, truncation_psi=1.0):
         return self.mapping(z, truncation_psi)
 
     def synthesize(self, w, noise_mode="const", noise=None):
-        """noise: optional {'b{res}.conv0|conv1': N x 1 x res x res} replacing the stored maps."""
+        """noise_mode: const | random | none; noise: optional {'b{res}.conv0|conv1': N x 1 x res x res}
+        replacing the stored maps."""
         ws = w[:, None].expand(-1, self.num_ws, -1) if w.dim() == 2 else w
         return self.synthesis(ws, noise_mode, noise)
 
     def noise_maps(self) -> dict[str, torch.Tensor]:
-        """The stored noise maps by layer, the projector's starting point."""
+        """The stored noise maps by layer (the projector's start; training draws random ones of these shapes)."""
         return {f"b{b.resolution}.{name}": getattr(b, name).noise_const
                 for b in self.synthesis.blocks() for name in ("conv0", "conv1") if hasattr(b, name)}
 
@@ -255,74 +309,106 @@ class Generator(nn.Module):
 
 
 class Conv2dLayer(nn.Module):
-    def __init__(self, in_ch, out_ch, kernel, activation=True, down=False, bias=True):
+    def __init__(self, in_ch, out_ch, kernel, activation=True, down=False, bias=True, conv_clamp=None):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
         self.weight_gain = 1 / math.sqrt(in_ch * kernel * kernel)
-        self.activation, self.down, self.kernel = activation, down, kernel
+        self.activation, self.down, self.kernel, self.conv_clamp = activation, down, kernel, conv_clamp
 
-    def forward(self, x):
-        w = self.weight * self.weight_gain
-        if self.down:   # FIR low-pass and halve, then the convolution at the lower resolution
-            x = downsample2x(x)
-        x = F.conv2d(x, w, self.bias, padding=self.kernel // 2)
-        return F.leaky_relu(x, 0.2) * SQRT2 if self.activation else x
+    def forward(self, x, gain=1.0):
+        w = (self.weight * self.weight_gain).to(x.dtype)
+        if self.down and self.kernel == 1:     # conv2d_resample: filter and halve, then the 1x1 convolution
+            x = F.conv2d(downsample2x(x), w)
+        elif self.down:                        # the filter (padded kernel // 2 + 1), then a stride-2 convolution
+            x = F.conv2d(fir_filter(x, self.kernel // 2 + 1), w, stride=2)
+        else:
+            x = F.conv2d(x, w, padding=self.kernel // 2)
+        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
+        return bias_act(x, self.bias, self.activation, gain, clamp)
 
 
 class DiscriminatorBlock(nn.Module):
-    def __init__(self, in_ch, tmp_ch, out_ch, first):
+    def __init__(self, tmp_ch, out_ch, first, conv_clamp=None):
         super().__init__()
         if first:
-            self.fromrgb = Conv2dLayer(3, tmp_ch, 1)
-        self.conv0 = Conv2dLayer(tmp_ch, tmp_ch, 3)
-        self.conv1 = Conv2dLayer(tmp_ch, out_ch, 3, down=True)
+            self.fromrgb = Conv2dLayer(3, tmp_ch, 1, conv_clamp=conv_clamp)
+        self.conv0 = Conv2dLayer(tmp_ch, tmp_ch, 3, conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(tmp_ch, out_ch, 3, down=True, conv_clamp=conv_clamp)
         self.skip = Conv2dLayer(tmp_ch, out_ch, 1, activation=False, down=True, bias=False)
         self.first = first
 
-    def forward(self, x, img):
+    def forward(self, x, img, dtype=torch.float32):
         if self.first:
-            x = self.fromrgb(img)
-        y = self.skip(x)
-        x = self.conv1(self.conv0(x))
-        return (y + x) / SQRT2
+            x = self.fromrgb(img.to(dtype))
+        x = x.to(dtype)
+        y = self.skip(x, gain=SQRT_HALF)
+        x = self.conv1(self.conv0(x), gain=SQRT_HALF)
+        return y + x
 
 
-class Discriminator(nn.Module):
-    def __init__(self, cfg: StyleGAN2Config, mbstd_group=4):
+class DiscriminatorEpilogue(nn.Module):
+    def __init__(self, channels, mbstd_group=4, conv_clamp=None):
         super().__init__()
-        self.resolutions = [2 ** i for i in range(cfg.log2, 2, -1)]
-        for k, res in enumerate(self.resolutions):
-            ch = cfg.channels(res)
-            setattr(self, f"b{res}", DiscriminatorBlock(ch, ch, cfg.channels(res // 2), first=k == 0))
-        c4 = cfg.channels(4)
         self.mbstd_group = mbstd_group
-        self.b4_conv = Conv2dLayer(c4 + 1, c4, 3)
-        self.b4_fc = FullyConnectedLayer(c4 * 16, c4, activation=True)
-        self.b4_out = FullyConnectedLayer(c4, 1)
+        self.conv = Conv2dLayer(channels + 1, channels, 3, conv_clamp=conv_clamp)
+        self.fc = FullyConnectedLayer(channels * 16, channels, activation=True)
+        self.out = FullyConnectedLayer(channels, 1)
 
-    def forward(self, img):
-        x = None
-        for res in self.resolutions:
-            x = getattr(self, f"b{res}")(x, img)
+    def forward(self, x):
+        x = x.float()
         n, c, h, w = x.shape
         g = min(self.mbstd_group, n)
         while n % g:
             g -= 1
-        # groups of g consecutive images (NVIDIA strides them): a batch split into per-process chunks
-        # then forms the same groups as the whole batch in one process
-        y = x.reshape(-1, g, c, h, w)
-        y = (y - y.mean(dim=1, keepdim=True)).square().mean(dim=1).add(1e-8).sqrt().mean(dim=[1, 2, 3])
-        y = y.reshape(-1, 1, 1, 1, 1).expand(-1, g, 1, h, w).reshape(n, 1, h, w)
-        x = self.b4_conv(torch.cat([x, y], dim=1))
-        return self.b4_out(self.b4_fc(x.flatten(1)))
+        # NVIDIA's groups: images i, i + n/g, i + 2n/g, ... (the trainer gives process r of W the images
+        # r, r + W, ..., so every group stays within one process and W processes form the groups of one)
+        y = x.reshape(g, -1, c, h, w)
+        y = (y - y.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt().mean(dim=[1, 2, 3])
+        y = y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w)
+        x = self.conv(torch.cat([x, y], dim=1))
+        return self.out(self.fc(x.flatten(1)))
+
+
+class Discriminator(nn.Module):
+    """NVIDIA's residual D (`D` keys of a network pickle): blocks b{res} from the image resolution down
+    to 8, then the epilogue b4 (minibatch std, 3x3 conv, two fully connected layers)."""
+
+    def __init__(self, cfg: StyleGAN2Config, mbstd_group=4):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.resolutions = [2 ** i for i in range(cfg.log2, 2, -1)]
+        self.fp16_resolution = cfg.fp16_resolution
+        self.reduced_dtype: torch.dtype | None = None
+        for k, res in enumerate(self.resolutions):
+            setattr(self, f"b{res}", DiscriminatorBlock(cfg.channels(res), cfg.channels(res // 2), k == 0, cfg.conv_clamp))
+        self.b4 = DiscriminatorEpilogue(cfg.channels(4), mbstd_group, cfg.conv_clamp)
+
+    @property
+    def mbstd_group(self) -> int:
+        return self.b4.mbstd_group
+
+    def block_names(self) -> list[str]:
+        """Blocks from the input on: FreezeD's "first N blocks" are the first N of these."""
+        return [f"b{res}" for res in self.resolutions] + ["b4"]
+
+    def set_mixed_precision(self, dtype: torch.dtype | None) -> None:
+        self.reduced_dtype = dtype
+
+    def forward(self, img):
+        x = None
+        for res in self.resolutions:
+            reduced = self.reduced_dtype is not None and res >= self.fp16_resolution
+            x = getattr(self, f"b{res}")(x, img, self.reduced_dtype if reduced else torch.float32)
+        return self.b4(x)
 
 
 # ---------------------------------------------------------------- checkpoints
 
-def load_state(generator: Generator, state: dict, source: str) -> None:
+def load_state(module: nn.Module, state: dict, source: str) -> None:
     """Strict loading with a message naming the keys that could not be mapped."""
-    own = generator.state_dict()
+    own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
@@ -331,11 +417,11 @@ def load_state(generator: Generator, state: dict, source: str) -> None:
         if unexpected:
             parts.append(f"{len(unexpected)} keys it could not map, e.g. {unexpected[:6]}")
         if missing:
-            parts.append(f"{len(missing)} generator keys it does not provide, e.g. {missing[:6]}")
+            parts.append(f"{len(missing)} {type(module).__name__.lower()} keys it does not provide, e.g. {missing[:6]}")
         if wrong:
             parts.append(f"{len(wrong)} keys with other shapes, e.g. {[(k, tuple(state[k].shape), tuple(own[k].shape)) for k in wrong[:3]]}")
         raise DrfhqError(f"{source}: unknown checkpoint layout: " + "; ".join(parts))
-    generator.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=True)
+    module.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=True)
 
 
 def rosinality_to_nvidia(state: dict, cfg: StyleGAN2Config) -> dict:
@@ -376,4 +462,26 @@ def rosinality_to_nvidia(state: dict, cfg: StyleGAN2Config) -> dict:
             to_rgb(f"synthesis.b{res}.torgb", f"to_rgbs.{k}")
     except KeyError as exc:
         raise DrfhqError(f"not a rosinality stylegan2-pytorch g_ema: key {exc} is missing") from None
+    return out
+
+
+
+def rosinality_d_to_nvidia(state: dict, cfg: StyleGAN2Config) -> dict:
+    """Map a rosinality `d` state dict to NVIDIA's D layout. rosinality's ResBlock (conv1, blurred
+    stride-2 conv2, blurred stride-2 1x1 skip, sum / sqrt 2) is NVIDIA's block (conv0, conv1, skip);
+    its blur kernels are dropped (the same [1,3,3,1] filter)."""
+    out = {}
+    try:
+        top = cfg.resolution
+        out[f"b{top}.fromrgb.weight"], out[f"b{top}.fromrgb.bias"] = state["convs.0.0.weight"], state["convs.0.1.bias"]
+        for k, res in enumerate(2 ** i for i in range(cfg.log2, 2, -1)):
+            src = f"convs.{k + 1}"
+            out[f"b{res}.conv0.weight"], out[f"b{res}.conv0.bias"] = state[f"{src}.conv1.0.weight"], state[f"{src}.conv1.1.bias"]
+            out[f"b{res}.conv1.weight"], out[f"b{res}.conv1.bias"] = state[f"{src}.conv2.1.weight"], state[f"{src}.conv2.2.bias"]
+            out[f"b{res}.skip.weight"] = state[f"{src}.skip.1.weight"]
+        out["b4.conv.weight"], out["b4.conv.bias"] = state["final_conv.0.weight"], state["final_conv.1.bias"]
+        for dst, src in (("fc", "final_linear.0"), ("out", "final_linear.1")):
+            out[f"b4.{dst}.weight"], out[f"b4.{dst}.bias"] = state[f"{src}.weight"], state[f"{src}.bias"]
+    except KeyError as exc:
+        raise DrfhqError(f"not a rosinality stylegan2-pytorch discriminator: key {exc} is missing") from None
     return out

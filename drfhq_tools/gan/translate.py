@@ -5,6 +5,12 @@ Methods (each writes OUT/<method>/<row id>.png at the dataset's image size, one 
   project-real  baseline: invert the render straight into G_real's W+ and decode with G_real
   layer-swap    Toonify-style baseline: the G_render inversion decoded by a blend of the two
                 generators (G_render below --swap-resolution, G_real from there up)
+Nothing stale is ever reused: an inversion is keyed by the sha256 of the generator it inverts into and
+by every setting that changes it (`INVERSION_SETTINGS`), and lives in OUT/latents/<g_real|g_render>-<key>/;
+an output image carries its own key (inversion key, decoder hashes, method settings, size) in a PNG
+text chunk and is redrawn when the key differs. OUT/<method>/provenance.json says which checkpoint and
+settings made the folder's images. Each image's random draws come from its own seed (run seed, row
+id), so an inversion does not depend on the batch it ran in.
 Inversion follows the StyleGAN2 projector (Karras et al. 2020): start at the mean w, Adam with a
 ramped learning rate and decaying noise on w, LPIPS (+ pixel MSE, + optional identity) on images
 downsampled to --loss-resolution, and, for generators with noise inputs, per-image noise maps with the
@@ -14,6 +20,8 @@ projector's multi-scale autocorrelation penalty. Inversions are kept in OUT/late
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,15 +29,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
+from ..dataset.rows import dataset_rows, load_aligned
 from ..errors import DrfhqError
+from ..io import atomic_write_json, sha256_file
 from ..runtime import keep_freed_memory
-from ..io import atomic_save_image, atomic_write_json
 from . import losses as L
 from .networks import layer_swap, load_generator
+from .train import check_device, to_uint8
 
 METHODS = ("transfer", "project-real", "layer-swap")
+SOURCE = {"transfer": "g_render", "layer-swap": "g_render", "project-real": "g_real"}    # inverted into
+# the settings that change an inversion (batch, device and limit do not: each image has its own draws)
+INVERSION_SETTINGS = ("steps", "lr", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "loss_resolution", "seed")
+KEY_CHUNK = "drfhq:key"
 
 
 @dataclass(frozen=True)
@@ -68,8 +82,7 @@ class TranslateConfig:
             raise DrfhqError("loss weights must be >= 0")
         if self.swap_resolution < 4 or self.swap_resolution & (self.swap_resolution - 1):
             raise DrfhqError(f"--swap-resolution {self.swap_resolution}: a power of two >= 4")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise DrfhqError(f"--device {self.device}: cpu or cuda")
+        check_device(self.device)
 
 
 def w_statistics(generator, n: int = 4096, seed: int = 123) -> tuple[torch.Tensor, float]:
@@ -110,15 +123,16 @@ class Projector:
         self.identity = (L.IdentityLoss(landmarks5, self.resolution, cfg.device)
                          if cfg.w_identity > 0 and landmarks5 is not None else None)
 
-    def project(self, targets: torch.Tensor, progress=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """targets: N x 3 x R x R in [-1, 1] -> (W+ N x num_ws x w_dim, noise maps) minimising the loss."""
+    def project(self, targets: torch.Tensor, seeds: list[int] | None = None, progress=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """targets: N x 3 x R x R in [-1, 1] -> (W+ N x num_ws x w_dim, noise maps) minimising the loss.
+        seeds: one per image for its noise start and w jitter (default: the run seed + index)."""
         cfg, g = self.cfg, self.g
         n = targets.shape[0]
+        gens = [torch.Generator().manual_seed(s) for s in (seeds or [cfg.seed + i for i in range(n)])]
         target = L.resize_area(targets, self.resolution)
         target_id = self.identity.embed(target).detach() if self.identity else None
         ws = self.w_mean.detach().reshape(1, 1, -1).repeat(n, g.num_ws, 1).clone().requires_grad_(True)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        noise = {k: torch.randn(n, 1, *v.shape[-2:], generator=gen).to(ws.device).requires_grad_(True)
+        noise = {k: torch.stack([torch.randn(1, *v.shape[-2:], generator=gen) for gen in gens]).to(ws.device).requires_grad_(True)
                  for k, v in g.noise_maps().items()}
         opt = torch.optim.Adam([ws, *noise.values()], lr=cfg.lr, betas=(0.9, 0.999))
         for step in range(cfg.steps):
@@ -128,7 +142,7 @@ class Projector:
             ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, t / 0.05)
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * ramp
-            jitter = torch.randn(ws.shape, generator=gen).to(ws.device) * w_noise
+            jitter = torch.stack([torch.randn(ws.shape[1:], generator=gen) for gen in gens]).to(ws.device) * w_noise
             image = L.resize_area(g.synthesize(ws + jitter, noise=noise or None), self.resolution)
             loss = self.lpips(image, target).reshape(n) + cfg.w_pixel * (image - target).square().mean(dim=[1, 2, 3])
             if self.identity is not None:
@@ -146,66 +160,107 @@ class Projector:
         return ws.detach(), {k: v.detach() for k, v in noise.items()}
 
 
-def _load_target(path: str, size: int) -> torch.Tensor:
-    from .train import load_aligned
-
-    return load_aligned(path, size).float() / 127.5 - 1
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _save(image: torch.Tensor, path: Path, size: int) -> None:
-    from .train import to_uint8
+def generator_sha256(folder: Path) -> str:
+    """Content hash of a saved generator's weights (the file its generator.json names)."""
+    meta = json.loads((folder / "generator.json").read_text())
+    return sha256_file(folder / meta.get("weights", "generator.safetensors"))
 
-    atomic_save_image(path, Image.fromarray(to_uint8(image[None])[0]).resize((size, size), Image.LANCZOS, reducing_gap=3.0))
+
+def translation_keys(cfg: TranslateConfig, hashes: dict[str, str], size: int, landmarks5: np.ndarray) -> dict:
+    """Keys of every inversion (per generator) and every method's outputs for these settings."""
+    settings = {f: getattr(cfg, f) for f in INVERSION_SETTINGS}
+    if cfg.w_identity > 0:     # the identity term cuts its chips with the dataset's median landmarks
+        settings["landmarks5"] = np.round(landmarks5, 3).tolist()
+    inversion = {g: _digest({"generator_sha256": hashes[g], **settings}) for g in ("g_real", "g_render")}
+    outputs = {}
+    for method in METHODS:
+        parts = {"method": method, "inversion": inversion[SOURCE[method]], "size": size, "decoder": hashes["g_real"]}
+        if method == "layer-swap":
+            parts.update(coarse=hashes["g_render"], swap_resolution=cfg.swap_resolution)
+        outputs[method] = _digest(parts)
+    return {"inversion": inversion, "outputs": outputs, "settings": settings}
+
+
+def _row_seed(seed: int, row_id: str) -> int:
+    return int(hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()[:15], 16)
+
+
+def _output_key(path: Path) -> str | None:
+    try:
+        with Image.open(path) as img:
+            return img.text.get(KEY_CHUNK)
+    except OSError:
+        return None
+
+
+def _save(image: torch.Tensor, path: Path, size: int, key: str) -> None:
+    """Atomic PNG with its key in a text chunk."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text(KEY_CHUNK, key)
+    picture = Image.fromarray(to_uint8(image[None])[0]).resize((size, size), Image.LANCZOS, reducing_gap=3.0)
+    tmp = path.with_name(f".{path.name}.tmp")       # no image suffix: never taken for an output
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(tmp, format="PNG", pnginfo=info)
+    tmp.replace(path)
 
 
 def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[str, Path]]:
     """Write every method's output for every usable dataset row; returns {method: {row id: path}}."""
-    from ..bench.run import dataset_rows
-
     cfg.validate()
     rows, size = dataset_rows(Path(cfg.dataset), cfg.limit)
     keep_freed_memory()
-    out = Path(cfg.out)
+    out, ckpt = Path(cfg.out), Path(cfg.ckpt)
     device = torch.device(cfg.device)
-    g_real = load_generator(Path(cfg.ckpt) / "g_real").to(device)
-    g_render = load_generator(Path(cfg.ckpt) / "g_render").to(device)
-    for g in (g_real, g_render):
-        for p in g.parameters():
-            p.requires_grad_(False)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "translate.json", asdict(cfg))
+    hashes = {g: generator_sha256(ckpt / g) for g in ("g_real", "g_render")}
     landmarks5 = np.median(np.stack([r["aligned_lm5"] for r in rows]), axis=0)
-    needs = {"render": any(m in ("transfer", "layer-swap") for m in cfg.methods), "real": "project-real" in cfg.methods}
-    generators = {"render": g_render, "real": g_real}
-    decoders = {"transfer": g_real, "project-real": g_real}
-    if "layer-swap" in cfg.methods:
-        decoders["layer-swap"] = layer_swap(g_render, g_real, cfg.swap_resolution)
-    source = {"transfer": "render", "layer-swap": "render", "project-real": "real"}
-    results: dict[str, dict[str, Path]] = {m: {} for m in cfg.methods}
-    todo_total = sum(len(rows) for k, v in needs.items() if v) * cfg.steps
-    done = 0
-    for key, wanted in needs.items():
-        if not wanted:
-            continue
-        projector = None
-        latent_dir = out / "latents" / f"g_{key}"
-        latent_dir.mkdir(parents=True, exist_ok=True)
-        methods = [m for m in cfg.methods if source[m] == key]
-        for start in range(0, len(rows), cfg.batch):
-            chunk = rows[start:start + cfg.batch]
-            pending = [r for r in chunk if not (latent_dir / f"{r['id']}.pt").is_file()]
-            if pending:
-                projector = projector or Projector(generators[key], cfg, landmarks5 * min(cfg.loss_resolution, generators[key].img_resolution) / size)
-                targets = torch.stack([_load_target(r["image_file"], projector.resolution) for r in pending]).to(device)
-                base = done
+    keys = translation_keys(cfg, hashes, size, landmarks5)
+    # what is already there under these exact settings
+    todo = {m: [r for r in rows if _output_key(out / m / f"{r['id']}.png") != keys["outputs"][m]] for m in cfg.methods}
+    generators = {}
 
-                def tick(step, base=base):
+    def generator(name):
+        if name not in generators:
+            g = load_generator(ckpt / name).to(device)
+            for p in g.parameters():
+                p.requires_grad_(False)
+            generators[name] = g
+        return generators[name]
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "translate.json", {"config": asdict(cfg), "checkpoint_sha256": hashes, **keys})
+    results: dict[str, dict[str, Path]] = {m: {} for m in cfg.methods}
+    todo_total = sum(len({r["id"] for m in cfg.methods if SOURCE[m] == src for r in todo[m]}) for src in ("g_render", "g_real")) * cfg.steps
+    done = 0
+    for src in ("g_render", "g_real"):
+        methods = [m for m in cfg.methods if SOURCE[m] == src]
+        if not methods:
+            continue
+        pending_ids = {r["id"] for m in methods for r in todo[m]}
+        pending_rows = [r for r in rows if r["id"] in pending_ids]
+        latent_dir = out / "latents" / f"{src}-{keys['inversion'][src]}"
+        decoders = {}
+        for start in range(0, len(pending_rows), cfg.batch):
+            chunk = pending_rows[start:start + cfg.batch]
+            missing = [r for r in chunk if not (latent_dir / f"{r['id']}.pt").is_file()]
+            if missing:
+                projector = generators.get(f"projector-{src}")
+                if projector is None:
+                    g = generator(src)
+                    projector = generators[f"projector-{src}"] = Projector(g, cfg, landmarks5 * min(cfg.loss_resolution, g.img_resolution) / size)
+                targets = torch.stack([load_aligned(r["image_file"], projector.resolution).float() / 127.5 - 1 for r in missing]).to(device)
+
+                def tick(step, base=done, count=len(missing)):
                     if progress:
-                        progress(base + step * len(pending), todo_total)
-                ws, noise = projector.project(targets, tick)
-                for i, r in enumerate(pending):
+                        progress(base + step * count, todo_total)
+                ws, noise = projector.project(targets, [_row_seed(cfg.seed, r["id"]) for r in missing], tick)
+                latent_dir.mkdir(parents=True, exist_ok=True)
+                for i, r in enumerate(missing):
                     tmp = latent_dir / f".{r['id']}.pt.tmp"
-                    torch.save({"ws": ws[i].cpu(), "noise": {k: v[i].cpu() for k, v in noise.items()}}, tmp)
+                    torch.save({"ws": ws[i].cpu(), "noise": {k: v[i].cpu() for k, v in noise.items()}, "key": keys["inversion"][src]}, tmp)
                     tmp.replace(latent_dir / f"{r['id']}.pt")
             done += len(chunk) * cfg.steps
             if progress:
@@ -215,11 +270,19 @@ def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[
                 ws = saved["ws"][None]
                 noise = {k: v[None] for k, v in saved["noise"].items()} or None
                 for method in methods:
-                    target = out / method / f"{r['id']}.png"
-                    if not target.is_file():
-                        with torch.no_grad():
-                            _save(decoders[method].synthesize(ws, noise=noise)[0], target, size)
-                    results[method][r["id"]] = target
+                    if r["id"] not in {t["id"] for t in todo[method]}:
+                        continue
+                    if method not in decoders:
+                        decoders[method] = (layer_swap(generator("g_render"), generator("g_real"), cfg.swap_resolution)
+                                            if method == "layer-swap" else generator("g_real"))
+                    with torch.no_grad():
+                        _save(decoders[method].synthesize(ws, noise=noise)[0], out / method / f"{r['id']}.png", size, keys["outputs"][method])
     for method in cfg.methods:
-        log(f"{method}: {len(results[method])} images in {out / method}")
+        results[method] = {r["id"]: out / method / f"{r['id']}.png" for r in rows}
+        atomic_write_json(out / method / "provenance.json", {
+            "method": method, "checkpoint": str(ckpt), "checkpoint_sha256": hashes, "key": keys["outputs"][method],
+            "inversion_key": keys["inversion"][SOURCE[method]], "settings": keys["settings"],
+            "swap_resolution": cfg.swap_resolution if method == "layer-swap" else None, "size": size,
+            "rows": len(rows), "redrawn": len(todo[method])})
+        log(f"{method}: {len(rows)} images in {out / method} ({len(todo[method])} new, {len(rows) - len(todo[method])} reused)")
     return results
