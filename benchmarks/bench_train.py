@@ -1,19 +1,32 @@
-"""Training and translation speed on this machine.
+"""Training speed, ours against NVIDIA's stylegan2-ada-pytorch, side by side in one run.
 
-For each configuration (tiny and 256 StyleGAN2 from scratch; MobileStyleGAN with --msg) a fresh
-process builds the trainer on a dataset, warms up, and times training steps. Printed per configuration:
-steps per second, peak memory (resident set on the CPU, allocated on CUDA), and the ratio of a full
-step to the peer measured in the same process: a bare forward+backward of G_render on the same batch
-(what every GAN trainer pays; the ratio is the price of G_real, D, R1, the consistency losses, EMA).
-Then `translate` images per second (all three methods, inversion steps as given) on the tiny run.
+For each resolution (config-f channels: channel_base 32768, channel_max 512, conv_clamp 256) and the
+same batch, a fresh process per implementation builds G and D from scratch and times training steps
+on the same real images:
+- nvidia-ref / nvidia-custom: NVIDIA's own loop body (imported from ../shared/peers, never copied):
+  StyleGAN2Loss phases Gmain, Dmain every step and Dreg every 16 (lazy R1), pl_weight 0 and no style
+  mixing (what a fine-tune compares to), nan_to_num of gradients, Adam, G_ema. `ref` forces the
+  reference paths of its custom ops; `custom` lets them build with nvcc (CUDA only). fp16 on the 4
+  highest resolutions on CUDA (NVIDIA's default), fp32 on the CPU (its fp16 CPU kernels are not a
+  fair peer).
+- ours-adversarial: `Trainer.step()` with the same workload (mapping trained, no augmentation, no
+  consistency losses; G_real is not run); bf16 on the same layers on CUDA, fp32 on the CPU.
+- ours-consistency: the paper's step as users run it (mapping frozen, DiffAugment, identity + colour
+  + geometry consistency against G_real).
+Each is timed over steps without R1 and one step with it; the figure is amortised over the 16-step R1
+interval: s/step = (15 t_plain + t_r1) / 16, s/kimg = s/step * 1000 / batch. Printed: s/kimg, the
+ratio NVIDIA / ours (above 1: ours is faster) and peak memory (CUDA allocated, or process RSS).
 
-    python benchmarks/bench_train.py [--dataset demo-out/dataset] [--steps 6] [--device cpu] [--msg]
+    python benchmarks/bench_train.py --dataset DATASET [--resolutions 256,1024] [--batch 4] [--steps 3]
+        [--device cpu|cuda] [--json OUT.json] [--translate 16]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -21,85 +34,212 @@ import tempfile
 import time
 from pathlib import Path
 
+PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "stylegan2-ada-pytorch"
+R1_INTERVAL = 16
 
-def child(config: str, dataset: str, steps: int, device: str, batch: int) -> dict:
+
+def _sync(device: str) -> None:
     import torch
 
-    from drfhq_tools.gan import losses as L
-    from drfhq_tools.gan.train import TrainConfig, Trainer
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
-    base = "mobilestylegan-ffhq" if config == "msg" else "none"
-    cfg = TrainConfig(dataset=dataset, out=tempfile.mkdtemp(), base=base, config="cpu256" if config == "msg" else config,
-                      batch=batch, mbstd_group=2, device=device, limit=32)
-    trainer = Trainer(cfg)
-    trainer.step()                                     # warm-up (allocations, lazy init)
+
+def _peak(device: str) -> float:
+    import torch
+
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _time(step, first: int, steps: int, device: str) -> tuple[float, float]:
+    """(seconds of a step without R1, seconds of the R1 step), after one warm-up step."""
+    step(first)                       # warm-up: allocations, cudnn autotuning, lazy init
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(first + 1, first + 1 + steps):
+        step(i)
+    _sync(device)
+    plain = (time.perf_counter() - start) / steps
+    start = time.perf_counter()
+    step(R1_INTERVAL * 4)             # a step that regularises
+    _sync(device)
+    return plain, time.perf_counter() - start
+
+
+def _reals(dataset: str, resolution: int, n: int = 32):
+    import torch
+
+    from drfhq_tools.dataset.rows import AlignedImages, dataset_rows
+
+    rows, _ = dataset_rows(Path(dataset), n)
+    images = AlignedImages([r["image_file"] for r in rows], resolution)
+    return torch.stack([images[i] for i in range(len(images))]).float() / 127.5 - 1
+
+
+def child_nvidia(resolution: int, batch: int, steps: int, device: str, path: str, dataset: str) -> dict:
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(PEER))
+    from torch_utils import misc
+    from torch_utils.ops import bias_act, upfirdn2d
+    from training.loss import StyleGAN2Loss
+    from training.networks import Discriminator, Generator
+
+    if path == "ref":       # NVIDIA's reference implementations of its custom ops
+        bias_act._init = upfirdn2d._init = lambda: False
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    common = dict(channel_base=32768, channel_max=512, num_fp16_res=4 if cuda else 0, conv_clamp=256)
+    G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3, mapping_kwargs={"num_layers": 8},
+                  synthesis_kwargs=common).train().requires_grad_(False).to(device)
+    D = Discriminator(c_dim=0, img_resolution=resolution, img_channels=3, epilogue_kwargs={"mbstd_group_size": min(4, batch)},
+                      **common).train().requires_grad_(False).to(device)
+    G_ema = copy.deepcopy(G).eval()
+    loss = StyleGAN2Loss(device=torch.device(device), G_mapping=G.mapping, G_synthesis=G.synthesis, D=D, augment_pipe=None,
+                         style_mixing_prob=0, r1_gamma=1.0, pl_weight=0)
+    ratio = R1_INTERVAL / (R1_INTERVAL + 1)
+    opt_g = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0, 0.99), eps=1e-8)
+    opt_d = torch.optim.Adam(D.parameters(), lr=0.002 * ratio, betas=(0, 0.99 ** ratio), eps=1e-8)
+    reals = _reals(dataset, resolution).to(device)
+    c = torch.zeros(batch, 0, device=device)
+    rng = np.random.default_rng(0)
+    beta = 0.5 ** (batch / 500)
+
+    def step(i):
+        z = torch.randn(batch, 512, device=device)
+        real = reals[torch.from_numpy(rng.integers(len(reals), size=batch)).to(device)]
+        for name, module, opt, interval in (("Gmain", G, opt_g, 1), ("Dmain", D, opt_d, 1), ("Dreg", D, opt_d, R1_INTERVAL)):
+            if i % interval:
+                continue
+            opt.zero_grad(set_to_none=True)
+            module.requires_grad_(True)
+            loss.accumulate_gradients(phase=name, real_img=real, real_c=c, gen_z=z, gen_c=c, sync=True, gain=interval)
+            module.requires_grad_(False)
+            for p in module.parameters():
+                if p.grad is not None:
+                    misc.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+            opt.step()
+        with torch.no_grad():
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.copy_(p.lerp(p_ema, beta))
+
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
+    plain, r1 = _time(step, 1, steps, device)
+    return {"plain_s": plain, "r1_s": r1, "peak_mib": _peak(device), "precision": "fp16 (4 res)" if cuda else "fp32"}
+
+
+def child_ours(resolution: int, batch: int, steps: int, device: str, mode: str, dataset: str) -> dict:
+    import torch
+
+    from drfhq_tools.gan.stylegan2 import Generator, StyleGAN2Config
+    from drfhq_tools.gan.train import TrainConfig, Trainer
+    from drfhq_tools.runtime import keep_freed_memory
+
+    keep_freed_memory()
+    torch.manual_seed(0)
+    g = Generator(StyleGAN2Config(resolution=resolution, channel_base=32768, channel_max=512, conv_clamp=256, num_fp16_res=4))
+    common = dict(dataset=dataset, out=tempfile.mkdtemp(), batch=batch, mbstd_group=min(4, batch), device=device, limit=32,
+                  r1_interval=R1_INTERVAL, workers=2)
+    if mode == "adversarial":
+        cfg = TrainConfig(**common, augment=(), identity="none", w_identity=0, w_colour=0, w_geometry=0, freeze_mapping=False)
+    else:
+        cfg = TrainConfig(**common)
+    trainer = Trainer(cfg, g, {"base": "benchmark"})
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    def step(i):
+        trainer.step_index = i
         trainer.step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    step_s = (time.perf_counter() - start) / steps
-    z = torch.randn(batch, trainer.g_real.z_dim, device=trainer.device)
-    with torch.no_grad():
-        w = trainer.g_real.map(z)
-    start = time.perf_counter()
-    for _ in range(steps):
-        L.resize_area(trainer.g_render.synthesize(w), trainer.resolution).square().mean().backward()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    bare_s = (time.perf_counter() - start) / steps
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"config": config, "resolution": trainer.resolution, "batch": batch, "step_s": step_s, "bare_s": bare_s,
-            "peak_mib": peak, "memory": "cuda allocated" if device.startswith("cuda") else "process RSS"}
+
+    plain, r1 = _time(step, 1, steps, device)
+    return {"plain_s": plain, "r1_s": r1, "peak_mib": _peak(device), "precision": trainer.precision}
+
+
+def run_child(args, resolution: int, impl: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", impl, "--resolutions", str(resolution), "--dataset", args.dataset,
+           "--steps", str(args.steps), "--device", args.device, "--batch", str(args.batch)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if done.returncode:
+        return {"impl": impl, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    r["s_per_step"] = ((R1_INTERVAL - 1) * r["plain_s"] + r["r1_s"]) / R1_INTERVAL
+    r["s_per_kimg"] = r["s_per_step"] * 1000 / args.batch
+    return {"impl": impl, **r}
+
+
+def translate_speed(args) -> dict:
+    """Seconds per face of `translate` (all three methods) with MobileStyleGAN as both generators."""
+    from drfhq_tools.gan.mobilestylegan import MobileStyleGAN
+    from drfhq_tools.gan.networks import save_generator
+    from drfhq_tools.gan.translate import METHODS, TranslateConfig, translate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        g = MobileStyleGAN()
+        for role in ("g_real", "g_render"):
+            save_generator(g, Path(tmp) / "run" / role)
+        start = time.perf_counter()
+        translate(TranslateConfig(dataset=args.dataset, ckpt=f"{tmp}/run", out=f"{tmp}/tr", methods=METHODS, limit=args.translate,
+                                  steps=args.translate_steps, lpips_net="vgg", device=args.device, batch=8), log=lambda *a: None)
+        elapsed = time.perf_counter() - start
+    return {"faces": args.translate, "inversion_steps": args.translate_steps, "s_per_face": elapsed / args.translate}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="demo-out/dataset")
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--resolutions", default="256")
+    parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--msg", action="store_true", help="also time MobileStyleGAN (1024 px, slow on the CPU)")
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--translate", type=int, default=0, help="also time translate on this many faces")
     parser.add_argument("--translate-steps", type=int, default=20)
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.dataset, args.steps, args.device, args.batch)))
+        resolution = int(args.resolutions)
+        if args.child.startswith("nvidia-"):
+            result = child_nvidia(resolution, args.batch, args.steps, args.device, args.child.split("-")[1], args.dataset)
+        else:
+            result = child_ours(resolution, args.batch, args.steps, args.device, args.child.split("-")[1], args.dataset)
+        print(json.dumps(result))
         return
     if not (Path(args.dataset) / "manifest.parquet").is_file():
         sys.exit(f"{args.dataset}: no dataset; run `make demo` first or pass --dataset")
-    configs = ["tiny", "256"] + (["msg"] if args.msg else [])
-    print(f"training steps on {args.device}, batch {args.batch}, {args.steps} timed steps after one warm-up")
-    print(f"{'config':8} {'res':>5} {'steps/s':>9} {'s/step':>8} {'peak MiB':>9}  step / bare G fwd+bwd")
-    for config in configs:
-        batch = 2 if config == "msg" else args.batch
-        done = subprocess.run([sys.executable, __file__, "--child", config, "--dataset", args.dataset, "--steps",
-                               str(args.steps), "--device", args.device, "--batch", str(batch)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            print(f"{config}: failed\n{done.stderr[-2000:]}")
-            continue
-        r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{config:8} {r['resolution']:5d} {1 / r['step_s']:9.3f} {r['step_s']:8.3f} {r['peak_mib']:9.0f}  "
-              f"{r['step_s'] / r['bare_s']:.2f}x  ({r['memory']}, batch {r['batch']})")
+    import torch
 
-    from drfhq_tools.gan.train import TrainConfig, train
-    from drfhq_tools.gan.translate import METHODS, TranslateConfig, translate
-
-    with tempfile.TemporaryDirectory() as tmp:
-        run = train(TrainConfig(dataset=args.dataset, out=f"{tmp}/run", config="tiny", kimg=0.008, snapshot_kimg=0.008,
-                                batch=4, mbstd_group=2, device=args.device, limit=16), log=lambda *a: None)
-        n = 8
-        start = time.perf_counter()
-        translate(TranslateConfig(dataset=args.dataset, ckpt=str(run), out=f"{tmp}/tr", methods=METHODS, limit=n,
-                                  steps=args.translate_steps, lpips_net="vgg", device=args.device), log=lambda *a: None)
-        elapsed = time.perf_counter() - start
-    print(f"translate (tiny run, {', '.join(METHODS)}; {args.translate_steps} inversion steps, LPIPS vgg): "
-          f"{n / elapsed:.2f} rows/s, {3 * n / elapsed:.2f} output images/s")
+    device_name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU ({os.cpu_count()} cores)"
+    impls = ["nvidia-ref"] + (["nvidia-custom"] if args.device.startswith("cuda") else []) + ["ours-adversarial", "ours-consistency"]
+    report = {"device": device_name, "torch": torch.__version__, "batch": args.batch, "timed_steps": args.steps, "rows": []}
+    print(f"training step, config-f, batch {args.batch}, on {device_name}, torch {torch.__version__}; "
+          f"{args.steps} timed steps + 1 R1 step after a warm-up, amortised over R1 every {R1_INTERVAL}")
+    print(f"{'res':>5} {'implementation':18} {'s/kimg':>9} {'s/step':>8} {'peak MiB':>9} {'precision':>12}  NVIDIA / ours")
+    for resolution in (int(r) for r in args.resolutions.split(",")):
+        rows = [run_child(args, resolution, impl) for impl in impls]
+        peers = {r["impl"]: r for r in rows if "error" not in r and r["impl"].startswith("nvidia")}
+        for r in rows:
+            r["resolution"] = resolution
+            if "error" in r:
+                print(f"{resolution:5d} {r['impl']:18} failed: {r['error']}")
+                continue
+            ratios = {k.split("-")[1]: v["s_per_kimg"] / r["s_per_kimg"] for k, v in peers.items()} if r["impl"].startswith("ours") else {}
+            r["ratio_nvidia_over_ours"] = ratios
+            print(f"{resolution:5d} {r['impl']:18} {r['s_per_kimg']:9.1f} {r['s_per_step']:8.3f} {r['peak_mib']:9.0f} "
+                  f"{r['precision']:>12}  " + "  ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+        report["rows"].extend(rows)
+    if args.translate:
+        report["translate"] = translate_speed(args)
+        t = report["translate"]
+        print(f"translate (MobileStyleGAN, transfer + project-real + layer-swap, {t['inversion_steps']} steps, LPIPS vgg): "
+              f"{t['s_per_face']:.2f} s per face over {t['faces']} faces")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -290,23 +290,22 @@ def query_cmd(run_dir: Path = typer.Argument(..., help="A bench run folder."),
 @models_app.command("list")
 def models_list() -> None:
     """Every model the toolkit knows, where it is looked for, whether it is present, and its sha256."""
-    from .models.weights import home, status_rows
-
-    table = Table(title=f"weights home: {home()}  (set DRFHQ_HOME to move it)")
-    for column in ("name", "role", "present", "sha256", "path", "licence"):
-        table.add_column(column, overflow="fold")
-    for row in status_rows():
-        table.add_row(row["name"], row["role"], "[green]yes[/]" if row["present"] else "[red]no[/]",
-                      row["sha256"][:16] + ("..." if len(row["sha256"]) > 16 else ""), row["path"], row["licence"])
-    console.print(table)
     from .gan.networks import base_rows
+    from .models.weights import home, short_path, status_rows
 
-    bases = Table(title="base generators (drfhq train --base NAME)")
-    for column in ("name", "present", "licence", "what", "files"):
-        bases.add_column(column, overflow="fold")
+    # one block per model: readable in an 80-column terminal, whatever the path lengths
+    console.print(f"[bold]weights home[/] {home()}  (set DRFHQ_HOME to move it)\n")
+    for row in status_rows():
+        mark = "[green]present[/]" if row["present"] else "[red]missing[/]"
+        sha = row["sha256"][:16] + ("..." if len(row["sha256"]) > 16 else "")
+        console.print(f"[bold]{row['name']}[/]  {mark}  sha256 {sha}", highlight=False)
+        console.print(f"  {row['role']}; {row['licence']}", highlight=False, style="dim")
+        console.print(f"  {short_path(row['path'])}", highlight=False)
+    console.print("\n[bold]base generators[/] (drfhq train --base NAME)\n")
     for row in base_rows():
-        bases.add_row(row["name"], "[green]yes[/]" if row["present"] else "[red]no[/]", row["licence"], row["what"], row["files"])
-    console.print(bases)
+        mark = "[green]present[/]" if row["present"] else "[red]missing[/]"
+        console.print(f"[bold]{row['name']}[/]  {mark}  files: {row['files']}", highlight=False)
+        console.print(f"  {row['what']}; {row['licence']}", highlight=False, style="dim")
 
 
 @models_app.command("import")

@@ -156,6 +156,11 @@ def test_translate_and_models_list_commands(fixture_dataset, tiny_run, tmp_path)
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not a `drfhq train` run" in " ".join((bad.stdout + bad.stderr).split())
     listing = subprocess.run([*cli, "models", "list"], capture_output=True, text=True, timeout=120, env={
-        **__import__("os").environ, "COLUMNS": "250"})
-    text = listing.stdout + listing.stderr      # rich writes its tables to stderr
+        **__import__("os").environ, "COLUMNS": "80"})
+    text = listing.stdout + listing.stderr      # rich writes to stderr
     assert "mobilestylegan-ffhq" in text and "non-commercial" in text and "base generators" in text
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    # one block per model: its name starts a line, and no line is a lone path fragment of a wrapped column
+    assert any(line.startswith("dlib-face-descriptor  present") for line in lines)
+    assert sum(len(line.strip()) < 12 for line in lines if line.strip()) < 3

@@ -14,7 +14,7 @@ downsample), `conv_clamp` applied after each activation, demodulation eps 1e-8. 
 NVIDIA's images and logits to float precision (tests compare against outputs of NVIDIA's own code).
 
 Speed: modulation scales the activations and every image shares one convolution (NVIDIA's
-training-time path, also the faster one for inference here); the 4-tap FIR runs as two 1-D passes;
+training-time path, also the faster one for inference here); the FIR filter runs as one depthwise convolution;
 the layers NVIDIA runs in fp16 (`num_fp16_res`) may run under bf16/fp16 autocast
 (`set_mixed_precision`), the RGB sum and the discriminator's epilogue staying fp32.
 """
@@ -78,26 +78,23 @@ CONFIGS = {   # --network presets (NVIDIA's official ones carry conv_clamp 256 a
 
 # ---------------------------------------------------------------- resampling (NVIDIA's upfirdn2d, [1,3,3,1])
 
-def _taps(x: torch.Tensor, gain: float) -> torch.Tensor:
-    return torch.tensor([1.0, 3.0, 3.0, 1.0], device=x.device, dtype=x.dtype) * (math.sqrt(gain) / 8)
+def _kernel(x: torch.Tensor, gain: float) -> torch.Tensor:
+    """NVIDIA's setup_filter([1, 3, 3, 1]) (the outer product, normalised) times `gain`, as a depthwise
+    kernel for x's channels. One 4x4 pass: faster than two separable 1-D passes on the CPU."""
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0], device=x.device, dtype=x.dtype)
+    return (taps[:, None] * taps[None, :] * (gain / 64)).expand(x.shape[1], 1, 4, 4)
 
 
 def fir_filter(x: torch.Tensor, pad: int, down: int = 1, gain: float = 1.0) -> torch.Tensor:
-    """upfirdn2d(up=1) with the separable [1,3,3,1] filter: pad every side by `pad`, filter, keep every
-    `down`-th sample. Two 1-D depthwise passes instead of one 4x4 (the filter is separable)."""
-    c, k = x.shape[1], _taps(x, gain)
-    x = F.pad(x, (pad, pad, pad, pad))
-    x = F.conv2d(x, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), stride=(1, down), groups=c)
-    return F.conv2d(x, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), stride=(down, 1), groups=c)
+    """upfirdn2d(up=1) with the [1,3,3,1] filter: pad every side by `pad`, filter, keep every
+    `down`-th sample."""
+    return F.conv2d(F.pad(x, (pad, pad, pad, pad)), _kernel(x, gain), stride=down, groups=x.shape[1])
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
     """NVIDIA's upsample2d: zero insertion, padding (2, 1), the filter with gain 4. A strided transposed
     depthwise convolution does the zero insertion; it pads (3, 3), so one sample is cropped per side."""
-    c, k = x.shape[1], _taps(x, 4.0)
-    x = F.conv_transpose2d(x, k.view(1, 1, 1, 4).expand(c, 1, 1, 4), stride=(1, 2), groups=c)
-    x = F.conv_transpose2d(x, k.view(1, 1, 4, 1).expand(c, 1, 4, 1), stride=(2, 1), groups=c)
-    return x[:, :, 1:-1, 1:-1]
+    return F.conv_transpose2d(x, _kernel(x, 4.0), stride=2, groups=x.shape[1])[:, :, 1:-1, 1:-1]
 
 
 def downsample2x(x: torch.Tensor) -> torch.Tensor:
@@ -160,6 +157,15 @@ def modulated_conv2d(x, weight, styles, demodulate=True, up=False, noise=None):
     styles, one convolution with the shared weight for the whole batch, then scale the output channels
     by the demodulation coefficients. Upsampling is conv2d_resample's: a stride-2 transposed
     convolution, then the filter padded by 1 with gain 4."""
+    x, dcoefs = _modulated_conv(x, weight, styles, demodulate, up)
+    if dcoefs is not None:
+        x = x * dcoefs
+    return x if noise is None else x + noise.to(x.dtype)
+
+
+def _modulated_conv(x, weight, styles, demodulate, up):
+    """The convolution of modulated_conv2d, and the N x O x 1 x 1 demodulation coefficients (or None)
+    it leaves to the caller to apply (synthesis layers fuse them into their epilogue)."""
     n, in_ch = x.shape[:2]
     out_ch, _, kh, kw = weight.shape
     if x.dtype == torch.float16 and demodulate:      # NVIDIA's pre-normalisation against fp16 overflow
@@ -171,12 +177,11 @@ def modulated_conv2d(x, weight, styles, demodulate=True, up=False, noise=None):
         x = fir_filter(F.conv_transpose2d(x, w.transpose(0, 1), stride=2), 1, gain=4.0)
     else:
         x = F.conv2d(x, w, padding=kh // 2)
-    if demodulate:    # sum over (i, k) of (w_oik s_i)^2 = s^2 . sum_k w_oik^2: no N x O x I x k x k tensor
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
-        x = x * dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1)
-    if noise is not None:
-        x = x + noise.to(x.dtype)
-    return x
+    if not demodulate:
+        return x, None
+    # sum over (i, k) of (w_oik s_i)^2 = s^2 . sum_k w_oik^2: no N x O x I x k x k tensor
+    dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
+    return x, dcoefs.to(x.dtype).reshape(n, out_ch, 1, 1)
 
 
 class SynthesisLayer(nn.Module):
@@ -196,8 +201,14 @@ class SynthesisLayer(nn.Module):
             noise = self.noise_const * self.noise_strength
         elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device) * self.noise_strength
-        x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, up=self.up, noise=noise)
-        return bias_act(x, self.bias, True, clamp=self.conv_clamp)
+        x, dcoefs = _modulated_conv(x, self.weight, self.affine(w), True, self.up)
+        # NVIDIA's x * dcoefs + noise, + bias, lrelu, * sqrt 2, clamp, in two passes: lrelu is positively
+        # homogeneous, so the gain goes inside, and one addcmul does the scale, the noise and the bias
+        shift = self.bias.to(x.dtype).reshape(1, -1, 1, 1) * SQRT2
+        if noise is not None:
+            shift = shift + noise.to(x.dtype) * SQRT2
+        x = F.leaky_relu_(torch.addcmul(shift, x, dcoefs * SQRT2), 0.2)
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
@@ -317,15 +328,20 @@ class Conv2dLayer(nn.Module):
         self.activation, self.down, self.kernel, self.conv_clamp = activation, down, kernel, conv_clamp
 
     def forward(self, x, gain=1.0):
-        w = (self.weight * self.weight_gain).to(x.dtype)
+        # bias_act's gains (lrelu's sqrt 2, the block's gain) go into the weight and the bias: lrelu is
+        # positively homogeneous, so the convolution's own bias and an in-place lrelu finish the layer
+        scale = gain * (SQRT2 if self.activation else 1.0)
+        w = (self.weight * (self.weight_gain * scale)).to(x.dtype)
+        b = None if self.bias is None else (self.bias * scale).to(x.dtype)
         if self.down and self.kernel == 1:     # conv2d_resample: filter and halve, then the 1x1 convolution
-            x = F.conv2d(downsample2x(x), w)
+            x = F.conv2d(downsample2x(x), w, b)
         elif self.down:                        # the filter (padded kernel // 2 + 1), then a stride-2 convolution
-            x = F.conv2d(fir_filter(x, self.kernel // 2 + 1), w, stride=2)
+            x = F.conv2d(fir_filter(x, self.kernel // 2 + 1), w, b, stride=2)
         else:
-            x = F.conv2d(x, w, padding=self.kernel // 2)
-        clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return bias_act(x, self.bias, self.activation, gain, clamp)
+            x = F.conv2d(x, w, b, padding=self.kernel // 2)
+        if self.activation:
+            x = F.leaky_relu_(x, 0.2)
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp * gain, self.conv_clamp * gain)
 
 
 class DiscriminatorBlock(nn.Module):

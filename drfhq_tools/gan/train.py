@@ -338,17 +338,23 @@ class Trainer:
         cfg, share = self.cfg, self.local / self.cfg.batch
         draw = self._draw()
         real = self._reals()
+        consistency = max(cfg.w_identity, cfg.w_colour, cfg.w_geometry) > 0
         with torch.no_grad():
             w = self.g_real.map(draw["z"])
-            reference = L.resize_area(self.g_real.synthesize(w, noise=draw["noise"]), self.resolution)
+            reference = L.resize_area(self.g_real.synthesize(w, noise=draw["noise"]), self.resolution) if consistency else None
         w_render = w if cfg.freeze_mapping else self.g_render.map(draw["z"])
         for p in self.d_params:
             p.requires_grad_(False)
         fake = L.resize_area(self._synthesize(w_render, noise=draw["noise"]), self.resolution)
-        parts = self.generator_losses(fake, reference)
+        if consistency:
+            parts = self.generator_losses(fake, reference)
+        else:     # a plain adversarial fine-tune: G_real is not even run
+            parts = {k: fake.new_full((), float("nan")) for k in ("identity", "colour", "geometry")}
         parts["adversarial"] = L.generator_loss(self._discriminate(L.augment(fake, draw["aug_fake"], cfg.augment)))
-        total = (cfg.w_adversarial * parts["adversarial"] + cfg.w_identity * parts["identity"]
-                 + cfg.w_colour * parts["colour"] + cfg.w_geometry * parts["geometry"])
+        total = cfg.w_adversarial * parts["adversarial"]
+        for name in ("identity", "colour", "geometry"):
+            if getattr(cfg, f"w_{name}") > 0:
+                total = total + getattr(cfg, f"w_{name}") * parts[name]
         self.opt_g.zero_grad(set_to_none=True)
         (total * share).backward()
         self._reduce(self.g_params)

@@ -8,7 +8,6 @@ template). Landmarks are given in the image's own pixel frame.
 
 from __future__ import annotations
 
-import dlib
 import numpy as np
 from PIL import Image
 
@@ -52,6 +51,8 @@ class DlibIdentity:
     def __init__(self):
         model = resolve("dlib-face-descriptor")
         self.weights_sha256 = model.sha256
+        import dlib      # here, not at import: the torch port (dlib-torch) needs only dlib's file
+
         self.net = dlib.face_recognition_model_v1(str(model.path))
         self.calls = 0
 

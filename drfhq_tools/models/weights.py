@@ -216,6 +216,19 @@ def try_resolve(name: str) -> ResolvedModel | None:
         return None
 
 
+def short_path(path: str | Path) -> str:
+    """A path as people read it: relative to the weights home, or to the installed package holding it."""
+    path = Path(path)
+    try:
+        return f"$DRFHQ_HOME/{path.relative_to(home())}"
+    except ValueError:
+        pass
+    parts = path.parts
+    if "site-packages" in parts:
+        return "package " + "/".join(parts[parts.index("site-packages") + 1:])
+    return str(path)
+
+
 def status_rows() -> list[dict]:
     rows = []
     for spec in REGISTRY.values():
