@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-PEER = Path(__file__).resolve().parents[2] / "shared" / "peers" / "stylegan2-ada-pytorch"
+# the peer: ../shared/peers beside the repo, or DRFHQ_PEER (the GPU check carries it there)
+PEER = Path(os.environ.get("DRFHQ_PEER") or Path(__file__).resolve().parents[2] / "shared" / "peers" / "stylegan2-ada-pytorch")
 R1_INTERVAL = 16
 
 
@@ -102,8 +103,8 @@ def child_nvidia(resolution: int, batch: int, steps: int, device: str, path: str
     loss = StyleGAN2Loss(device=torch.device(device), G_mapping=G.mapping, G_synthesis=G.synthesis, D=D, augment_pipe=None,
                          style_mixing_prob=0, r1_gamma=1.0, pl_weight=0)
     ratio = R1_INTERVAL / (R1_INTERVAL + 1)
-    opt_g = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0, 0.99), eps=1e-8)
-    opt_d = torch.optim.Adam(D.parameters(), lr=0.002 * ratio, betas=(0, 0.99 ** ratio), eps=1e-8)
+    opt_g = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99), eps=1e-8)
+    opt_d = torch.optim.Adam(D.parameters(), lr=0.002 * ratio, betas=(0.0, 0.99 ** ratio), eps=1e-8)
     reals = _reals(dataset, resolution).to(device)
     c = torch.zeros(batch, 0, device=device)
     rng = np.random.default_rng(0)
@@ -200,6 +201,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--translate", type=int, default=0, help="also time translate on this many faces")
     parser.add_argument("--translate-steps", type=int, default=20)
+    parser.add_argument("--impls", help="comma list (default: every one that runs on --device)")
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
@@ -216,6 +218,8 @@ def main() -> None:
 
     device_name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU ({os.cpu_count()} cores)"
     impls = ["nvidia-ref"] + (["nvidia-custom"] if args.device.startswith("cuda") else []) + ["ours-adversarial", "ours-consistency"]
+    if args.impls:
+        impls = [i for i in impls if i in args.impls.split(",")]
     report = {"device": device_name, "torch": torch.__version__, "batch": args.batch, "timed_steps": args.steps, "rows": []}
     print(f"training step, config-f, batch {args.batch}, on {device_name}, torch {torch.__version__}; "
           f"{args.steps} timed steps + 1 R1 step after a warm-up, amortised over R1 every {R1_INTERVAL}")

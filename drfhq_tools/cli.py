@@ -300,7 +300,7 @@ def models_list() -> None:
         sha = row["sha256"][:16] + ("..." if len(row["sha256"]) > 16 else "")
         console.print(f"[bold]{row['name']}[/]  {mark}  sha256 {sha}", highlight=False)
         console.print(f"  {row['role']}; {row['licence']}", highlight=False, style="dim")
-        console.print(f"  {short_path(row['path'])}", highlight=False)
+        console.print(f"  {short_path(row['path'])}", highlight=False, overflow="fold")   # a path longer than the line folds
     console.print("\n[bold]base generators[/] (drfhq train --base NAME)\n")
     for row in base_rows():
         mark = "[green]present[/]" if row["present"] else "[red]missing[/]"

@@ -62,8 +62,8 @@ def test_transfer_training_and_layer_swap_accept_mobilestylegan(generator, fixtu
     from drfhq_tools.gan.networks import layer_swap
     from drfhq_tools.gan.train import TrainConfig, Trainer
 
-    cfg = TrainConfig(dataset=str(fixture_dataset), out=str(tmp_path / "run"), base="mobilestylegan-ffhq", config="tiny",
-                      resolution=64, batch=2, mbstd_group=2, limit=8, freeze_below=8)
+    cfg = TrainConfig(dataset=str(fixture_dataset), out=str(tmp_path / "run"), base="mobilestylegan-ffhq", network="tiny",
+                      resolution=64, batch=2, mbstd_group=2, limit=8, freeze_below=8, workers=0)
     trainer = Trainer(cfg, generator, {"base": "mobilestylegan-ffhq"})
     before = {n: p.detach().clone() for n, p in trainer.g_render.named_parameters()}
     row = trainer.step()

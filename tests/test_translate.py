@@ -161,6 +161,6 @@ def test_translate_and_models_list_commands(fixture_dataset, tiny_run, tmp_path)
     assert "mobilestylegan-ffhq" in text and "non-commercial" in text and "base generators" in text
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80
-    # one block per model: its name starts a line, and no line is a lone path fragment of a wrapped column
-    assert any(line.startswith("dlib-face-descriptor  present") for line in lines)
-    assert sum(len(line.strip()) < 12 for line in lines if line.strip()) < 3
+    # one block per model: its name starts a line, its path line follows its description line
+    start = next(i for i, line in enumerate(lines) if line.startswith("dlib-face-descriptor  present"))
+    assert lines[start + 2].startswith(("  face_recognition_models: models/", "  $DRFHQ_HOME/dlib-face-descriptor/"))

@@ -225,7 +225,8 @@ def short_path(path: str | Path) -> str:
         pass
     parts = path.parts
     if "site-packages" in parts:
-        return "package " + "/".join(parts[parts.index("site-packages") + 1:])
+        package, *rest = parts[parts.index("site-packages") + 1:]
+        return f"{package}: {'/'.join(rest)}"
     return str(path)
 
 
