@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 CARRY=${DRFHQ_CARRY:-/tmp/drfhq-carry}          # where parts accumulate on the device machine
-PART_MIB=60
+PART_MIB=56
 
 python_here() { if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi; }
 
@@ -88,7 +88,7 @@ run() {
   [ "${1:-}" = "--tiny" ] && tiny=1
   OUT=${OUT:-$REPO/gpu-check-out}
   mkdir -p "$OUT"
-  local work py device train held real resolutions bt_batch bt_steps tr_res tr_batch kimg rows steps limit
+  local work py device train held real resolutions bt_batch bt_steps tr_res tr_batch kimg steps limit workers
   work=$(mktemp -d)
   exec > >(tee "$OUT/gpu_check.log") 2>&1
   if [ $tiny = 1 ]; then
@@ -97,7 +97,7 @@ run() {
     [ -f "$src/manifest.parquet" ] || { echo "run --tiny: set DATASET to a built dataset" >&2; exit 2; }
     split_dataset "$src" "$work/train" "$work/held" 4
     train=$work/train; held=$work/held; real=${REAL:-../shared/fixtures/real}
-    resolutions=64; bt_batch=2; bt_steps=1; tr_res=64; tr_batch=2; kimg=0.004; steps=2; limit=4
+    resolutions=64; bt_batch=2; bt_steps=1; tr_res=64; tr_batch=2; kimg=0.004; steps=2; limit=4; workers=2
   else
     py=python3; device=cuda
     if [ ! -d "$CARRY/stage" ]; then
@@ -106,7 +106,7 @@ run() {
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CARRY"/stage/wheels/*.whl
     export PYTHONPATH=/tmp/site:$REPO DRFHQ_HOME=$CARRY/stage/home DRFHQ_PEER=$CARRY/stage/peer
     train=$CARRY/stage/data/train; held=$CARRY/stage/data/held; real=$CARRY/stage/data/real
-    resolutions=256,1024; bt_batch=8; bt_steps=3; tr_res=1024; tr_batch=16; kimg=0.4; steps=200; limit=16
+    resolutions=256,1024; bt_batch=8; bt_steps=3; tr_res=1024; tr_batch=16; kimg=0.4; steps=200; limit=16; workers=4
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   fi
   export PYTHONUNBUFFERED=1
@@ -116,7 +116,7 @@ run() {
     --device $device --json "$OUT/bench_train.json"
   t1=$(date +%s)
   $drfhq train "$train" --base mobilestylegan-ffhq --out "$work/train-run" --resolution $tr_res --batch $tr_batch \
-    --mbstd-group 4 --kimg $kimg --snapshot-kimg $kimg --freeze-below 8 --grid 4 --device $device --workers 4
+    --mbstd-group 4 --kimg $kimg --snapshot-kimg $kimg --freeze-below 8 --grid 4 --device $device --workers $workers
   t2=$(date +%s)
   $drfhq translate "$held" --ckpt "$work/train-run" --out "$work/translated" --method transfer,project-real,layer-swap \
     --steps $steps --limit $limit --lpips-net alex --batch $limit --device $device
