@@ -232,6 +232,12 @@ def translate_cmd(
     noise_regularize: Optional[float] = typer.Option(None),
     swap_resolution: Optional[int] = typer.Option(None, help="layer-swap: G_render below this resolution."),
     loss_resolution: Optional[int] = typer.Option(None), batch: Optional[int] = typer.Option(None),
+    space: Optional[str] = typer.Option(None, help="w | w+ (default) | w+reg (per-layer w pulled to their mean)."),
+    space_regularize: Optional[float] = typer.Option(None, help="w+reg: weight of the layers' spread (default 0.1)."),
+    start: Optional[str] = typer.Option(None, help="mean (default) | bank: the nearest of --bank-size sampled latents."),
+    bank_size: Optional[int] = typer.Option(None, help="Sampled latents in the start bank (default 4096; cached per generator)."),
+    lpips_target: Optional[float] = typer.Option(None, help="Stop an image once its LPIPS reaches this (default 0: off)."),
+    restarts: Optional[int] = typer.Option(None, help="Restarts of inversions that collapse (default 2)."),
     device: Optional[str] = typer.Option(None), limit: Optional[int] = typer.Option(None),
     seed: Optional[int] = typer.Option(None),
     config: Optional[Path] = typer.Option(None, help="JSON with any of these options (manifests/examples/translate.json); flags override it."),
@@ -246,7 +252,9 @@ def translate_cmd(
             "dataset": str(dataset), "ckpt": str(ckpt), "out": str(out),
             "methods": tuple(m.strip() for m in method.split(",") if m.strip()) if method else None, "steps": steps, "lr": lr,
             "lpips_net": lpips_net, "w_pixel": w_pixel, "w_identity": w_identity, "noise_regularize": noise_regularize,
-            "swap_resolution": swap_resolution, "loss_resolution": loss_resolution, "batch": batch, "device": device,
+            "swap_resolution": swap_resolution, "loss_resolution": loss_resolution, "space": space,
+            "space_regularize": space_regularize, "start": start, "bank_size": bank_size, "lpips_target": lpips_target,
+            "restarts": restarts, "batch": batch, "device": device,
             "limit": limit, "seed": seed}, str(config or "options"))
         with progress_bar("inverting") as update:
             translate(cfg, progress=update, log=console.print)

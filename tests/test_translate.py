@@ -103,8 +103,10 @@ def test_projection_fits_the_target_better_than_the_mean_face(tiny_run):
     projector = T.Projector(g, cfg, None)
     with torch.no_grad():
         target = g.synthesize(g.map(torch.randn(2, g.z_dim, generator=torch.Generator().manual_seed(3))))
-    ws, noise = projector.project(target)
+    inv = projector.project(target)
+    ws, noise = inv.ws, inv.noise
     assert ws.shape == (2, g.num_ws, g.w_dim) and set(noise) == set(g.noise_maps())
+    assert inv.steps.tolist() == [60, 60] and not inv.collapsed.any() and (inv.lpips < 1).all()
     with torch.no_grad():
         start = g.synthesize(projector.w_mean[None].expand(2, -1))
         fitted = g.synthesize(ws, noise=noise)
@@ -164,3 +166,85 @@ def test_translate_and_models_list_commands(fixture_dataset, tiny_run, tmp_path)
     # one block per model: its name starts a line, its path line follows its description line
     start = next(i for i, line in enumerate(lines) if line.startswith("dlib-face-descriptor  present"))
     assert lines[start + 2].startswith(("  face_recognition_models: models/", "  $DRFHQ_HOME/dlib-face-descriptor/"))
+
+
+# ---------------------------------------------------------------- spaces, starts, early stop, collapse
+
+def _projector(run, **kw):
+    from drfhq_tools.gan.networks import load_generator
+
+    g = load_generator(run / "g_real")
+    values = dict(dataset="unused", ckpt=str(run), out="unused", steps=6, lpips_net="alex", lr=0.05, restarts=0)
+    values.update(kw)
+    return g, T.Projector(g, T.TranslateConfig(**values), None)
+
+
+def _targets(g, n=2, seed=3):
+    with torch.no_grad():
+        return g.synthesize(g.map(torch.randn(n, g.z_dim, generator=torch.Generator().manual_seed(seed))))
+
+
+def test_latent_spaces(tiny_run):
+    g, p = _projector(tiny_run, space="w")
+    inv = p.project(_targets(g))
+    assert torch.equal(inv.ws, inv.ws[:, :1].expand_as(inv.ws))          # one w for every layer
+    spread = {}
+    for space in ("w+", "w+reg"):
+        g, p = _projector(tiny_run, space=space, space_regularize=50.0, steps=20)
+        ws = p.project(_targets(g)).ws
+        spread[space] = float((ws - ws.mean(dim=1, keepdim=True)).square().sum(-1).mean())
+    assert spread["w+reg"] < 0.5 * spread["w+"]                          # the layers stay together
+
+
+def test_early_stop_at_the_lpips_target(tiny_run):
+    g, p = _projector(tiny_run, lpips_target=10.0)                      # reached at once
+    inv = p.project(_targets(g))
+    assert inv.steps.tolist() == [0, 0]
+    g, p = _projector(tiny_run, lpips_target=1e-6)                      # never reached
+    assert p.project(_targets(g)).steps.tolist() == [6, 6]
+
+
+def test_collapse_is_detected_and_restarted(tiny_run, monkeypatch):
+    target = torch.rand(2, 3, 16, 16) * 2 - 1
+    dark = torch.full_like(target, -0.95)
+    first, last = torch.tensor([0.5, 0.5]), torch.tensor([0.2, 0.6])
+    assert T.collapsed(dark, target, first, last).tolist() == [True, True]
+    assert T.collapsed(target, target, first, last).tolist() == [False, True]   # LPIPS did not fall
+    g, p = _projector(tiny_run, restarts=2)
+    calls = []
+    real = T.collapsed
+
+    def first_bad(output, target, a, b):      # the first inversion of image 0 collapses, later ones do not
+        calls.append(len(output))
+        out = real(output, target, a, b) & False
+        if len(calls) == 1:
+            out[0] = True
+        return out
+    monkeypatch.setattr(T, "collapsed", first_bad)
+    inv = p.project(_targets(g))
+    assert calls == [2, 1] and inv.restarts.tolist() == [1, 0] and not inv.collapsed.any()
+
+
+def test_bank_start_is_the_nearest_sampled_latent_and_is_cached(tiny_run, tmp_path):
+    g, p = _projector(tiny_run, start="bank", bank_size=24)
+    p.bank_path = tmp_path / "bank.pt"
+    bank_w, _ = p.bank()
+    with torch.no_grad():
+        target = g.synthesize(bank_w[[5, 17]])
+    start = p.starts(target, 0, [])
+    assert torch.equal(start, bank_w[[5, 17]])
+    assert not torch.equal(p.starts(target, 1, []), start)              # a restart takes the next nearest
+    _, again = _projector(tiny_run, start="bank", bank_size=24)
+    again.bank_path = tmp_path / "bank.pt"
+    again.g = None                                                      # the cached bank needs no generator
+    assert torch.equal(again.bank()[0], bank_w)
+
+
+def test_translate_records_each_inversion(fixture_dataset, tiny_run, tmp_path):
+    import pyarrow.parquet as pq
+
+    T.translate(_cfg(fixture_dataset, tiny_run, tmp_path / "tr", methods=("transfer", "project-real"), lpips_target=10.0),
+                log=lambda *a: None)
+    table = pq.read_table(tmp_path / "tr" / "translate.parquet").to_pylist()
+    assert len(table) == 2 * ROWS and {r["generator"] for r in table} == {"g_render", "g_real"}
+    assert all(r["steps"] == 0 and r["lpips"] >= 0 and r["lpips_net"] == "alex" for r in table)

@@ -250,10 +250,13 @@ class Trainer:
         if d_config is not None:          # resume: the architecture the run started with (weights follow)
             arch = StyleGAN2Config(**d_config["config"])
             return Discriminator(arch, mbstd_group=cfg.mbstd_group), d_config["source"]
+        source = "fresh"
         if base_d is not None and base_d.cfg.resolution == self.resolution:
             d = copy.deepcopy(base_d).train()
             d.b4.mbstd_group = cfg.mbstd_group
-            return d, f"{self.base_info.get('base', 'base file')} (D)"
+            return d, f"{self.base_info.get('file') or self.base_info.get('base', 'the base file')} (D)"
+        if base_d is not None:
+            source = f"fresh (the base file's D is {base_d.cfg.resolution} px; training at {self.resolution} px)"
         if isinstance(self.g_real, Generator) and cfg.network is None:
             channels = self.g_real.cfg
         else:
@@ -261,7 +264,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + 1)
         arch = StyleGAN2Config(resolution=self.resolution, channel_base=channels.channel_base, channel_max=channels.channel_max,
                                conv_clamp=channels.conv_clamp, num_fp16_res=channels.num_fp16_res)
-        return Discriminator(arch, mbstd_group=cfg.mbstd_group), "fresh"
+        return Discriminator(arch, mbstd_group=cfg.mbstd_group), source
 
     def d_config(self) -> dict:
         return {"config": asdict(self.d.cfg), "source": self.d_source}

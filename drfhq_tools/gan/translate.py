@@ -11,6 +11,13 @@ an output image carries its own key (inversion key, decoder hashes, method setti
 text chunk and is redrawn when the key differs. OUT/<method>/provenance.json says which checkpoint and
 settings made the folder's images. Each image's random draws come from its own seed (run seed, row
 id), so an inversion does not depend on the batch it ran in.
+Inversion options: `--space w|w+|w+reg` (one w for every layer; free per-layer W+; W+ with each layer
+pulled towards the layers' mean, e4e-style), `--start mean|bank` (the mean w, or the nearest of a bank
+of sampled latents by their 32-px images; the bank is computed once per generator and cached),
+`--lpips-target` (an image stops once its LPIPS reaches it), and collapse detection: an inversion whose
+output is far darker or brighter than its target, flat, or whose LPIPS did not fall, starts again from
+another start (`--restarts`). OUT/translate.parquet records each inversion's final LPIPS, steps used,
+restarts and whether it stayed collapsed.
 Inversion follows the StyleGAN2 projector (Karras et al. 2020): start at the mean w, Adam with a
 ramped learning rate and decaying noise on w, LPIPS (+ pixel MSE, + optional identity) on images
 downsampled to --loss-resolution, and, for generators with noise inputs, per-image noise maps with the
@@ -27,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from PIL import Image, PngImagePlugin
@@ -42,7 +50,10 @@ from .train import check_device, to_uint8
 METHODS = ("transfer", "project-real", "layer-swap")
 SOURCE = {"transfer": "g_render", "layer-swap": "g_render", "project-real": "g_real"}    # inverted into
 # the settings that change an inversion (batch, device and limit do not: each image has its own draws)
-INVERSION_SETTINGS = ("steps", "lr", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "loss_resolution", "seed")
+INVERSION_SETTINGS = ("steps", "lr", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "loss_resolution", "seed",
+                      "space", "space_regularize", "start", "bank_size", "lpips_target", "restarts")
+SPACES = ("w", "w+", "w+reg")
+STARTS = ("mean", "bank")
 KEY_CHUNK = "drfhq:key"
 
 
@@ -60,6 +71,12 @@ class TranslateConfig:
     noise_regularize: float = 1e5
     swap_resolution: int = 32              # layer-swap: G_render's layers below this resolution
     loss_resolution: int = 256
+    space: str = "w+"                      # w (one w for every layer) | w+ (free per layer) | w+reg (per layer, pulled to their mean)
+    space_regularize: float = 0.1          # w+reg: weight of each layer's squared deviation from the layers' mean / w_std^2
+    start: str = "mean"                    # mean w | bank (the nearest of --bank-size sampled latents, by 32-px image)
+    bank_size: int = 4096
+    lpips_target: float = 0.0              # stop an image once its LPIPS to the target is at most this (0: run every step)
+    restarts: int = 2                      # inversions that collapse (flat, dark, or LPIPS not falling) start again elsewhere
     batch: int = 4
     device: str = "cpu"
     limit: int | None = None
@@ -80,6 +97,10 @@ class TranslateConfig:
             raise DrfhqError(f"--lpips-net {self.lpips_net}: alex or vgg")
         if min(self.w_pixel, self.w_identity, self.noise_regularize) < 0:
             raise DrfhqError("loss weights must be >= 0")
+        if self.space not in SPACES or self.start not in STARTS:
+            raise DrfhqError(f"--space {self.space} / --start {self.start}: choose from {', '.join(SPACES)} / {', '.join(STARTS)}")
+        if self.space_regularize < 0 or self.lpips_target < 0 or self.restarts < 0 or self.bank_size < 1:
+            raise DrfhqError("--space-regularize, --lpips-target, --restarts must be >= 0 and --bank-size >= 1")
         if self.swap_resolution < 4 or self.swap_resolution & (self.swap_resolution - 1):
             raise DrfhqError(f"--swap-resolution {self.swap_resolution}: a power of two >= 4")
         check_device(self.device)
@@ -110,8 +131,27 @@ def noise_penalty(noise: dict[str, torch.Tensor]) -> torch.Tensor:
     return total
 
 
+def collapsed(output: torch.Tensor, target: torch.Tensor, lpips_first: torch.Tensor, lpips_last: torch.Tensor) -> torch.Tensor:
+    """Per image: an inversion that settled on a degenerate image. Its mean is far from the target's
+    (more than 0.3 on [-1, 1], about 38 grey levels: a black or washed-out face), its spread is under a
+    third of the target's (flat), or its LPIPS did not fall from the start."""
+    mean_gap = (output.mean(dim=[1, 2, 3]) - target.mean(dim=[1, 2, 3])).abs()
+    flat = output.std(dim=[1, 2, 3]) < target.std(dim=[1, 2, 3]) / 3
+    return (mean_gap > 0.3) | flat | (lpips_last >= lpips_first)
+
+
+@dataclass
+class Inversion:
+    ws: torch.Tensor                       # N x num_ws x w_dim
+    noise: dict[str, torch.Tensor]         # layer -> N x 1 x r x r
+    lpips: torch.Tensor                    # N: LPIPS to the target at the end (no jitter)
+    steps: torch.Tensor                    # N: steps used (fewer when the LPIPS target was reached)
+    restarts: torch.Tensor                 # N: starts that collapsed before this one
+    collapsed: torch.Tensor                # N: still degenerate after every restart
+
+
 class Projector:
-    def __init__(self, generator, cfg: TranslateConfig, landmarks5: np.ndarray | None):
+    def __init__(self, generator, cfg: TranslateConfig, landmarks5: np.ndarray | None, bank_path: Path | None = None):
         from ..models.lpips_net import LpipsDistance
 
         self.g, self.cfg = generator, cfg
@@ -122,19 +162,92 @@ class Projector:
         self.resolution = min(cfg.loss_resolution, generator.img_resolution)
         self.identity = (L.IdentityLoss(landmarks5, self.resolution, cfg.device)
                          if cfg.w_identity > 0 and landmarks5 is not None else None)
+        self.bank_path, self._bank = bank_path, None
 
-    def project(self, targets: torch.Tensor, seeds: list[int] | None = None, progress=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """targets: N x 3 x R x R in [-1, 1] -> (W+ N x num_ws x w_dim, noise maps) minimising the loss.
-        seeds: one per image for its noise start and w jitter (default: the run seed + index)."""
-        cfg, g = self.cfg, self.g
+    # ---------------------------------------------------------------- starts
+    def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w, 32-px image features) of `bank_size` sampled latents, computed once per generator and
+        kept in `bank_path` (the generator's hash and the bank's settings are in its name)."""
+        if self._bank is None:
+            device = self.w_mean.device
+            if self.bank_path is not None and self.bank_path.is_file():
+                saved = torch.load(self.bank_path, map_location=device, weights_only=True)
+                self._bank = (saved["w"], saved["features"])
+            else:
+                gen = torch.Generator().manual_seed(self.cfg.seed + 321)
+                ws, feats = [], []
+                with torch.no_grad():
+                    for start in range(0, self.cfg.bank_size, 16):
+                        z = torch.randn(min(16, self.cfg.bank_size - start), self.g.z_dim, generator=gen).to(device)
+                        w = self.g.map(z)
+                        ws.append(w)
+                        feats.append(self.features(self.g.synthesize(w)))
+                self._bank = (torch.cat(ws), torch.cat(feats))
+                if self.bank_path is not None:
+                    self.bank_path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = self.bank_path.with_name(f".{self.bank_path.name}.tmp")
+                    torch.save({"w": self._bank[0].cpu(), "features": self._bank[1].cpu()}, tmp)
+                    tmp.replace(self.bank_path)
+        return self._bank
+
+    @staticmethod
+    def features(images: torch.Tensor) -> torch.Tensor:
+        return L.resize_area(images, 32).flatten(1)
+
+    def starts(self, target: torch.Tensor, attempt: int, gens: list[torch.Generator]) -> torch.Tensor:
+        """N x w_dim starting latents: the mean w (or the nearest bank latent) first; a restart takes the
+        next nearest bank latent, or a w sampled from the image's own generator."""
+        if self.cfg.start == "bank":
+            bank_w, bank_f = self.bank()
+            order = torch.cdist(self.features(target), bank_f).argsort(dim=1)
+            return bank_w[order[:, min(attempt, order.shape[1] - 1)]]
+        if attempt == 0:
+            return self.w_mean[None].expand(len(target), -1)
+        with torch.no_grad():
+            z = torch.stack([torch.randn(self.g.z_dim, generator=gen) for gen in gens]).to(self.w_mean.device)
+            return self.g.map(z)
+
+    # ---------------------------------------------------------------- the optimisation
+    def project(self, targets: torch.Tensor, seeds: list[int] | None = None, progress=None) -> Inversion:
+        """targets: N x 3 x R x R in [-1, 1] -> their inversions. seeds: one per image for its noise
+        start, restarts and w jitter (default: the run seed + index). Collapsed inversions are run
+        again from other starts (up to `restarts` times); the better of the two is kept."""
         n = targets.shape[0]
-        gens = [torch.Generator().manual_seed(s) for s in (seeds or [cfg.seed + i for i in range(n)])]
+        gens = [torch.Generator().manual_seed(s) for s in (seeds or [self.cfg.seed + i for i in range(n)])]
         target = L.resize_area(targets, self.resolution)
+        best = self._optimise(target, self.starts(target, 0, gens), gens, progress)
+        for attempt in range(1, self.cfg.restarts + 1):
+            redo = best.collapsed.nonzero().flatten().tolist()
+            if not redo:
+                break
+            again = self._optimise(target[redo], self.starts(target[redo], attempt, [gens[i] for i in redo]),
+                                   [gens[i] for i in redo], None)
+            for j, i in enumerate(redo):
+                best.restarts[i] += 1
+                if bool(best.collapsed[i]) and (not bool(again.collapsed[j]) or again.lpips[j] < best.lpips[i]):
+                    best.ws[i], best.lpips[i], best.steps[i], best.collapsed[i] = again.ws[j], again.lpips[j], again.steps[j], again.collapsed[j]
+                    for k in best.noise:
+                        best.noise[k][i] = again.noise[k][j]
+        return best
+
+    def _image(self, ws, jitter, noise):
+        cfg, g = self.cfg, self.g
+        full = ws.expand(-1, g.num_ws, -1) if cfg.space == "w" else ws
+        return L.resize_area(g.synthesize(full + jitter, noise=noise or None), self.resolution)
+
+    def _optimise(self, target: torch.Tensor, start: torch.Tensor, gens: list[torch.Generator], progress) -> Inversion:
+        cfg, g = self.cfg, self.g
+        n = target.shape[0]
         target_id = self.identity.embed(target).detach() if self.identity else None
-        ws = self.w_mean.detach().reshape(1, 1, -1).repeat(n, g.num_ws, 1).clone().requires_grad_(True)
+        layers = 1 if cfg.space == "w" else g.num_ws
+        ws = start.detach().reshape(n, 1, -1).repeat(1, layers, 1).clone().requires_grad_(True)
         noise = {k: torch.stack([torch.randn(1, *v.shape[-2:], generator=gen) for gen in gens]).to(ws.device).requires_grad_(True)
                  for k, v in g.noise_maps().items()}
         opt = torch.optim.Adam([ws, *noise.values()], lr=cfg.lr, betas=(0.9, 0.999))
+        kept_ws, kept_noise = ws.detach().clone(), {k: v.detach().clone() for k, v in noise.items()}
+        steps = torch.full((n,), cfg.steps, dtype=torch.long)
+        active = torch.ones(n, dtype=torch.bool)
+        first = None
         for step in range(cfg.steps):
             t = step / cfg.steps
             w_noise = self.w_std * 0.05 * max(0.0, 1 - t / 0.75) ** 2
@@ -143,12 +256,27 @@ class Projector:
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * ramp
             jitter = torch.stack([torch.randn(ws.shape[1:], generator=gen) for gen in gens]).to(ws.device) * w_noise
-            image = L.resize_area(g.synthesize(ws + jitter, noise=noise or None), self.resolution)
-            loss = self.lpips(image, target).reshape(n) + cfg.w_pixel * (image - target).square().mean(dim=[1, 2, 3])
+            image = self._image(ws, jitter, noise)
+            distance = self.lpips(image, target).reshape(n)
+            loss = distance + cfg.w_pixel * (image - target).square().mean(dim=[1, 2, 3])
+            if first is None:
+                first = distance.detach().cpu()
+            if cfg.lpips_target > 0:     # an image that reached the target keeps the latent it had then
+                reached = active & (distance.detach().cpu() <= cfg.lpips_target)
+                for i in reached.nonzero().flatten().tolist():
+                    kept_ws[i] = ws.detach()[i]
+                    for k in noise:
+                        kept_noise[k][i] = noise[k].detach()[i]
+                    steps[i] = step
+                active &= ~reached
+                if not active.any():
+                    break
             if self.identity is not None:
                 loss = loss + cfg.w_identity * self.identity(image, target_id)
             if noise:
                 loss = loss + cfg.noise_regularize * noise_penalty(noise)
+            if cfg.space == "w+reg":     # e4e-style: every layer's w kept near the layers' mean
+                loss = loss + cfg.space_regularize * (ws - ws.mean(dim=1, keepdim=True)).square().sum(-1).mean(1) / self.w_std ** 2
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()      # per-image losses: each image's latents get their own gradient
             opt.step()
@@ -157,7 +285,16 @@ class Projector:
                     v.sub_(v.mean(dim=[1, 2, 3], keepdim=True)).div_(v.square().mean(dim=[1, 2, 3], keepdim=True).sqrt())
             if progress:
                 progress(step + 1)
-        return ws.detach(), {k: v.detach() for k, v in noise.items()}
+        with torch.no_grad():
+            for i in active.nonzero().flatten().tolist():
+                kept_ws[i] = ws.detach()[i]
+                for k in noise:
+                    kept_noise[k][i] = noise[k].detach()[i]
+            final = self._image(kept_ws, 0.0, kept_noise)
+            last = self.lpips(final, target).reshape(n).cpu()
+            full = kept_ws.expand(-1, g.num_ws, -1).clone() if cfg.space == "w" else kept_ws
+            bad = collapsed(final.cpu(), target.cpu(), first, last)
+        return Inversion(full, kept_noise, last, steps, torch.zeros(n, dtype=torch.long), bad)
 
 
 def _digest(value) -> str:
@@ -208,6 +345,34 @@ def _save(image: torch.Tensor, path: Path, size: int, key: str) -> None:
     tmp.replace(path)
 
 
+INVERSION_SCHEMA = pa.schema([
+    pa.field("id", pa.string()),                  # dataset row
+    pa.field("generator", pa.string()),           # g_render (transfer, layer-swap) | g_real (project-real)
+    pa.field("inversion_key", pa.string()),
+    pa.field("lpips", pa.float64()),              # LPIPS to the render at the loss resolution, at the end
+    pa.field("lpips_net", pa.string()),
+    pa.field("steps", pa.int64()),                # steps used (fewer when --lpips-target was reached)
+    pa.field("restarts", pa.int64()),             # starts that collapsed before the one kept
+    pa.field("collapsed", pa.bool_()),            # still degenerate after every restart
+])
+
+
+def _write_inversion_table(out: Path, rows: list[dict], latent_dirs: dict[str, Path], lpips_net: str) -> None:
+    """OUT/translate.parquet: one row per dataset row and generator inverted into, from the latents."""
+    from ..io import atomic_write_parquet
+
+    records = []
+    for src, folder in sorted(latent_dirs.items()):
+        for r in rows:
+            if not (folder / f"{r['id']}.pt").is_file():       # outputs kept, their latents deleted by hand
+                continue
+            saved = torch.load(folder / f"{r['id']}.pt", map_location="cpu", weights_only=True)
+            records.append({"id": r["id"], "generator": src, "inversion_key": saved["key"], "lpips": saved.get("lpips"),
+                            "lpips_net": lpips_net, "steps": saved.get("steps"), "restarts": saved.get("restarts"),
+                            "collapsed": saved.get("collapsed")})
+    atomic_write_parquet(out / "translate.parquet", pa.Table.from_pylist(records, schema=INVERSION_SCHEMA))
+
+
 def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[str, Path]]:
     """Write every method's output for every usable dataset row; returns {method: {row id: path}}."""
     cfg.validate()
@@ -219,8 +384,8 @@ def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[
     landmarks5 = np.median(np.stack([r["aligned_lm5"] for r in rows]), axis=0)
     keys = translation_keys(cfg, hashes, size, landmarks5)
     # what is already there under these exact settings
-    todo = {m: [r for r in rows if _output_key(out / m / f"{r['id']}.png") != keys["outputs"][m]] for m in cfg.methods}
-    generators = {}
+    todo = {m: {r["id"] for r in rows if _output_key(out / m / f"{r['id']}.png") != keys["outputs"][m]} for m in cfg.methods}
+    generators, projectors = {}, {}
 
     def generator(name):
         if name not in generators:
@@ -232,14 +397,13 @@ def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "translate.json", {"config": asdict(cfg), "checkpoint_sha256": hashes, **keys})
-    results: dict[str, dict[str, Path]] = {m: {} for m in cfg.methods}
-    todo_total = sum(len({r["id"] for m in cfg.methods if SOURCE[m] == src for r in todo[m]}) for src in ("g_render", "g_real")) * cfg.steps
+    todo_total = sum(len(set().union(*(todo[m] for m in cfg.methods if SOURCE[m] == src))) for src in ("g_render", "g_real")) * cfg.steps
     done = 0
     for src in ("g_render", "g_real"):
         methods = [m for m in cfg.methods if SOURCE[m] == src]
         if not methods:
             continue
-        pending_ids = {r["id"] for m in methods for r in todo[m]}
+        pending_ids = set().union(*(todo[m] for m in methods))
         pending_rows = [r for r in rows if r["id"] in pending_ids]
         latent_dir = out / "latents" / f"{src}-{keys['inversion'][src]}"
         decoders = {}
@@ -247,20 +411,23 @@ def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[
             chunk = pending_rows[start:start + cfg.batch]
             missing = [r for r in chunk if not (latent_dir / f"{r['id']}.pt").is_file()]
             if missing:
-                projector = generators.get(f"projector-{src}")
-                if projector is None:
+                if src not in projectors:
                     g = generator(src)
-                    projector = generators[f"projector-{src}"] = Projector(g, cfg, landmarks5 * min(cfg.loss_resolution, g.img_resolution) / size)
+                    bank = out / "latents" / f"bank-{_digest([hashes[src], cfg.bank_size, cfg.seed])}.pt"
+                    projectors[src] = Projector(g, cfg, landmarks5 * min(cfg.loss_resolution, g.img_resolution) / size, bank)
+                projector = projectors[src]
                 targets = torch.stack([load_aligned(r["image_file"], projector.resolution).float() / 127.5 - 1 for r in missing]).to(device)
 
                 def tick(step, base=done, count=len(missing)):
                     if progress:
                         progress(base + step * count, todo_total)
-                ws, noise = projector.project(targets, [_row_seed(cfg.seed, r["id"]) for r in missing], tick)
+                inv = projector.project(targets, [_row_seed(cfg.seed, r["id"]) for r in missing], tick)
                 latent_dir.mkdir(parents=True, exist_ok=True)
                 for i, r in enumerate(missing):
                     tmp = latent_dir / f".{r['id']}.pt.tmp"
-                    torch.save({"ws": ws[i].cpu(), "noise": {k: v[i].cpu() for k, v in noise.items()}, "key": keys["inversion"][src]}, tmp)
+                    torch.save({"ws": inv.ws[i].cpu(), "noise": {k: v[i].cpu() for k, v in inv.noise.items()}, "key": keys["inversion"][src],
+                                "lpips": float(inv.lpips[i]), "steps": int(inv.steps[i]), "restarts": int(inv.restarts[i]),
+                                "collapsed": bool(inv.collapsed[i])}, tmp)
                     tmp.replace(latent_dir / f"{r['id']}.pt")
             done += len(chunk) * cfg.steps
             if progress:
@@ -270,15 +437,17 @@ def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[
                 ws = saved["ws"][None]
                 noise = {k: v[None] for k, v in saved["noise"].items()} or None
                 for method in methods:
-                    if r["id"] not in {t["id"] for t in todo[method]}:
+                    if r["id"] not in todo[method]:
                         continue
                     if method not in decoders:
                         decoders[method] = (layer_swap(generator("g_render"), generator("g_real"), cfg.swap_resolution)
                                             if method == "layer-swap" else generator("g_real"))
                     with torch.no_grad():
                         _save(decoders[method].synthesize(ws, noise=noise)[0], out / method / f"{r['id']}.png", size, keys["outputs"][method])
+    _write_inversion_table(out, rows, {src: out / "latents" / f"{src}-{keys['inversion'][src]}"
+                                       for src in {SOURCE[m] for m in cfg.methods}}, cfg.lpips_net)
+    results = {m: {r["id"]: out / m / f"{r['id']}.png" for r in rows} for m in cfg.methods}
     for method in cfg.methods:
-        results[method] = {r["id"]: out / method / f"{r['id']}.png" for r in rows}
         atomic_write_json(out / method / "provenance.json", {
             "method": method, "checkpoint": str(ckpt), "checkpoint_sha256": hashes, "key": keys["outputs"][method],
             "inversion_key": keys["inversion"][SOURCE[method]], "settings": keys["settings"],
