@@ -49,7 +49,7 @@ def test_saved_and_loaded_generator_gives_bit_identical_images(tmp_path, fmt):
 
 # ---------------------------------------------------------------- NVIDIA pickles
 
-def _nvidia_pickle(g: Generator, extra_globals=None) -> bytes:
+def _nvidia_pickle(g: Generator, extra_globals=None, augment_p: float | None = None) -> bytes:
     """A network pickle laid out as stylegan2-ada-pytorch writes it: persistent objects whose meta holds
     the class source (here a string that would raise if run) and the module's __dict__ state."""
     persistence = types.ModuleType("torch_utils.persistence")
@@ -84,8 +84,13 @@ def _nvidia_pickle(g: Generator, extra_globals=None) -> bytes:
     try:
         kwargs = {"z_dim": g.z_dim, "w_dim": g.w_dim, "img_resolution": g.img_resolution, "img_channels": 3,
                   "synthesis_kwargs": {"channel_base": g.cfg.channel_base, "channel_max": g.cfg.channel_max}}
+        pipe = None
+        if augment_p is not None:       # ADA's pipe: its probability is a buffer `p`
+            module = torch.nn.Module()
+            module.register_buffer("p", torch.tensor(augment_p))
+            pipe = Persistent(module, "AugmentPipe", {"xflip": 1, "rotate90": 1})
         data = {"G": Persistent(g, "Generator", kwargs), "G_ema": Persistent(g, "Generator", kwargs),
-                "training_set_kwargs": {"resolution": g.img_resolution}, "augment_pipe": None, **(extra_globals or {})}
+                "training_set_kwargs": {"resolution": g.img_resolution}, "augment_pipe": pipe, **(extra_globals or {})}
         return pickle.dumps(data, protocol=4)
     finally:
         for k, v in saved.items():
@@ -98,8 +103,9 @@ def _nvidia_pickle(g: Generator, extra_globals=None) -> bytes:
 def test_nvidia_pickle_loads_and_generates_the_same_images(tmp_path):
     g = _generator(3)
     path = tmp_path / "network-snapshot.pkl"
-    path.write_bytes(_nvidia_pickle(g))
+    path.write_bytes(_nvidia_pickle(g, augment_p=0.375))
     assert "torch_utils" not in sys.modules        # the reader needs none of NVIDIA's code
+    assert read_official(path).notes["augment_pipe"] == {"p": 0.375, "kwargs": {"xflip": 1, "rotate90": 1}}
     loaded = load_official(path)
     assert loaded.cfg == g.cfg
     assert torch.equal(_images(g), _images(loaded))
@@ -199,7 +205,8 @@ def test_official_files_give_the_official_images_and_logits(name, expected):
     data = np.load(CHECKPOINTS / expected)
     _check_against(nets, data)
     if "w" in data:       # rosinality's g_ema.style(z)
-        assert float((nets.g_ema.map(torch.from_numpy(data["z"])) - torch.from_numpy(data["w"])).abs().max()) < 1e-4
+        with torch.no_grad():
+            assert float((nets.g_ema.map(torch.from_numpy(data["z"])) - torch.from_numpy(data["w"])).abs().max()) < 1e-4
     if name.endswith(".pkl"):
         assert nets.g_ema.cfg.conv_clamp == 256 and nets.d.cfg.conv_clamp == 256
     assert "torch_utils" not in sys.modules and "dnnlib" not in sys.modules     # no code from the file ran
