@@ -59,7 +59,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def check_device(device: str) -> None:
-    """One rule for every command's --device."""
+    """The --device rule of train and translate: cpu, cuda or cuda:N, and CUDA must be there."""
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise DrfhqError(f"--device {device}: cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
