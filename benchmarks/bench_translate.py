@@ -1,0 +1,159 @@
+"""Inversion speed and quality, ours against NVIDIA's projector, on the same generator and targets.
+
+NVIDIA's `projector.project` (../shared/peers/stylegan2-ada-pytorch, imported, never copied) runs through a
+thin adapter: our generator seen with NVIDIA's interface (`mapping(z, c)` -> ws, `synthesis(ws,
+noise_mode='const')`, its `noise_const` buffers), and, for the VGG16 file it would download, our LPIPS VGG
+(real lpips weights) exposed as NVIDIA's feature detector (`vgg16(img, resize_images=False,
+return_lpips=True)`: channel-weighted, normalised features whose squared distance is LPIPS). NVIDIA runs
+`--steps`; ours runs a third of them from the nearest bank latent, stopping each image at the LPIPS
+NVIDIA reached. Printed per method: mean LPIPS (VGG, both measured the same way on each method's own
+output), steps, seconds per face, and the ratios.
+
+    python benchmarks/bench_translate.py [--generator ../shared/checkpoints/nvidia-ada-64-p4.pkl] [--faces 4]
+        [--steps 300] [--device cpu]
+Targets are the generator's own samples from held-out seeds (what any projector can reach).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import torch
+from torch import nn
+
+PEER = Path(os.environ.get("DRFHQ_PEER") or Path(__file__).resolve().parents[2] / "shared" / "peers" / "stylegan2-ada-pytorch")
+
+
+class NvidiaFeatures(nn.Module):
+    """Our LPIPS network behind NVIDIA's vgg16.pt interface (images in [0, 255])."""
+
+    def __init__(self, lpips_model):
+        super().__init__()
+        self.m = lpips_model
+
+    def forward(self, img, resize_images=False, return_lpips=True):
+        import lpips
+
+        feats = self.m.net.forward(self.m.scaling_layer(img / 127.5 - 1))
+        out = []
+        for layer, f in enumerate(feats):
+            weight = self.m.lins[layer].model[-1].weight.reshape(1, -1, 1, 1)      # non-negative channel weights
+            out.append((lpips.normalize_tensor(f) * weight.sqrt()).flatten(1) / math.sqrt(f.shape[2] * f.shape[3]))
+        return torch.cat(out, dim=1)
+
+
+class _Mapping(nn.Module):
+    def __init__(self, g):
+        super().__init__()
+        self.g, self.num_ws = g, g.num_ws
+
+    def forward(self, z, c):
+        return self.g.map(z.float())[:, None].repeat(1, self.num_ws, 1)
+
+
+class _Synthesis(nn.Module):
+    def __init__(self, g):
+        super().__init__()
+        self.g = g           # a child module: its noise_const buffers are what NVIDIA's projector fits
+
+    def forward(self, ws, noise_mode="const"):
+        return self.g.synthesize(ws, noise_mode=noise_mode) if hasattr(self.g, "noise_maps") and self.g.noise_maps() else self.g.synthesize(ws)
+
+
+class NvidiaView(nn.Module):
+    """Our generator as NVIDIA's projector expects a G."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.z_dim, self.img_resolution, self.img_channels = g.z_dim, g.img_resolution, 3
+        self.mapping, self.synthesis = _Mapping(g), _Synthesis(g)
+
+
+def nvidia_projector(lpips_model):
+    """NVIDIA's projector module, with the download of its VGG file answered by our LPIPS VGG."""
+    sys.path.insert(0, str(PEER))
+    sys.modules.setdefault("imageio", types.ModuleType("imageio"))       # video writing only
+    if "click" not in sys.modules:       # its command-line decorators only (the peer README says to stub it)
+        click = types.ModuleType("click")
+        click.__getattr__ = lambda name: (lambda *a, **k: (lambda f: f))
+        sys.modules["click"] = click
+    import dnnlib
+    import projector
+
+    dnnlib.util.open_url = lambda url, *a, **k: contextlib.nullcontext(url)
+    features = NvidiaFeatures(lpips_model)
+    real_load = torch.jit.load
+    projector.torch.jit.load = lambda f, *a, **k: features if isinstance(f, str) and "vgg16" in f else real_load(f, *a, **k)
+    return projector
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--generator", default=str(PEER.parents[1] / "checkpoints" / "nvidia-ada-64-p4.pkl"))
+    parser.add_argument("--faces", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--bank-size", type=int, default=1024)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    from drfhq_tools.gan.networks import load_generator, load_official
+    from drfhq_tools.gan.translate import Projector, TranslateConfig
+    from drfhq_tools.models.lpips_net import LpipsDistance
+
+    path = Path(args.generator)
+    g = (load_generator(path) if path.is_dir() else load_official(path)).to(args.device).eval().requires_grad_(False)
+    with torch.no_grad():
+        z = torch.randn(args.faces, g.z_dim, generator=torch.Generator().manual_seed(2024)).to(args.device)
+        targets = g.synthesize(g.map(z)).clamp(-1, 1)
+    lpips_model = LpipsDistance("vgg", args.device).model.requires_grad_(False)
+
+    def measure(images):
+        size = min(256, images.shape[-1])
+        a = torch.nn.functional.interpolate(images, size=size, mode="area") if images.shape[-1] > size else images
+        b = torch.nn.functional.interpolate(targets, size=size, mode="area") if targets.shape[-1] > size else targets
+        with torch.no_grad():
+            return lpips_model(a.clamp(-1, 1), b).flatten()
+
+    projector = nvidia_projector(lpips_model)
+    view = NvidiaView(g)
+    start = time.perf_counter()
+    nv_images = []
+    for i in range(args.faces):
+        w = projector.project(view, ((targets[i] + 1) * 127.5).clamp(0, 255), num_steps=args.steps, w_avg_samples=10000,
+                              device=torch.device(args.device))
+        with torch.no_grad():       # what NVIDIA's script saves: the last w, the generator's own noise
+            nv_images.append(view.synthesis(w[-1:], noise_mode="const"))
+    nv_s = (time.perf_counter() - start) / args.faces
+    nv_lpips = measure(torch.cat(nv_images))
+
+    ours_steps = max(1, args.steps // 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TranslateConfig(dataset="unused", ckpt="unused", out=tmp, steps=ours_steps, lpips_net="vgg", start="bank",
+                              bank_size=args.bank_size, lpips_target=float(nv_lpips.mean()), loss_resolution=256,
+                              device=args.device, w_pixel=0.0)
+        ours = Projector(g, cfg, None, Path(tmp) / "bank.pt")
+        ours.bank()                              # built once per generator and cached: not part of a face's cost
+        start = time.perf_counter()
+        inv = ours.project(targets)
+        ours_s = (time.perf_counter() - start) / args.faces
+        with torch.no_grad():
+            ours_lpips = measure(g.synthesize(inv.ws, noise=inv.noise or None) if inv.noise else g.synthesize(inv.ws))
+    print(f"generator {path.name} ({g.img_resolution} px), {args.faces} targets from held-out seeds, device {args.device}")
+    print(f"{'method':22} {'LPIPS vgg':>10} {'steps':>7} {'s/face':>8}")
+    print(f"{'NVIDIA projector':22} {float(nv_lpips.mean()):10.4f} {args.steps:7d} {nv_s:8.2f}")
+    print(f"{'ours (bank, early stop)':22} {float(ours_lpips.mean()):10.4f} {float(inv.steps.float().mean()):7.1f} {ours_s:8.2f}")
+    print(f"ours: restarts {inv.restarts.tolist()}, still collapsed {inv.collapsed.tolist()} (restarts cost time per face)")
+    print(f"steps ours / NVIDIA: {float(inv.steps.float().mean()) / args.steps:.3f} (goal <= 0.333 at equal LPIPS); "
+          f"LPIPS ours - NVIDIA: {float(ours_lpips.mean() - nv_lpips.mean()):+.4f}; speed-up per face {nv_s / ours_s:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
