@@ -335,12 +335,9 @@ def _nvidia_discriminator(state: dict, kwargs: dict, source: str) -> Discriminat
         raise DrfhqError(f"{source}: no discriminator input block (b<res>.fromrgb) among the keys, e.g. {sorted(state)[:6]}")
     resolution = max(res)
     state = {k: v for k, v in state.items() if not k.endswith(_FILTERS)}
-    found = {**{int(k.split(".")[0][1:]): v.shape[0] for k, v in state.items() if k.endswith(".conv0.weight")},
-             4: state["b4.conv.weight"].shape[0]} if "b4.conv.weight" in state else {}
-    if not found:
+    if "b4.conv.weight" not in state:
         raise DrfhqError(f"{source}: no discriminator epilogue (b4.conv) among the keys")
-    cmax = int(kwargs.get("channel_max", max(found.values())))
-    base = int(kwargs.get("channel_base", found[resolution] * resolution))
+    base, cmax = _channels_from({**state, "b4.conv0.weight": state["b4.conv.weight"]}, "b{}.conv0.weight", kwargs, resolution)
     cfg = StyleGAN2Config(resolution=resolution, channel_base=base, channel_max=cmax,
                           conv_clamp=_optional_float(kwargs.get("conv_clamp")), num_fp16_res=int(kwargs.get("num_fp16_res", 0) or 0))
     group = epilogue.get("mbstd_group_size", 4)
