@@ -26,13 +26,13 @@ split_dataset() {   # SRC TRAIN_OUT HELD_OUT HELD
   "$(python_here)" - "$@" <<'EOF'
 import shutil, sys
 from pathlib import Path
-import pyarrow.compute as pc, pyarrow.parquet as pq
+import pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
 src, train, held, n = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 table = pq.read_table(src / "manifest.parquet")
 ok = sorted(r["id"] for r in table.filter(pc.equal(table["status"], "ok")).select(["id"]).to_pylist())
 held_ids = set(ok[-n:])
 for folder, keep in ((train, lambda i: i not in held_ids), (held, lambda i: i in held_ids)):
-    rows = table.filter(pc.is_in(table["id"], __import__("pyarrow").array([i for i in ok if keep(i)])))
+    rows = table.filter(pc.is_in(table["id"], pa.array([i for i in ok if keep(i)])))
     folder.mkdir(parents=True, exist_ok=True)
     for r in rows.select(["image_path"]).to_pylist():
         (folder / r["image_path"]).parent.mkdir(parents=True, exist_ok=True)

@@ -102,21 +102,6 @@ def downsample2x(x: torch.Tensor) -> torch.Tensor:
     return fir_filter(x, 1, down=2)
 
 
-def bias_act(x: torch.Tensor, bias: torch.Tensor | None, activation: bool, gain: float = 1.0,
-             clamp: float | None = None) -> torch.Tensor:
-    """NVIDIA's bias_act: add the bias, leaky ReLU (slope 0.2, gain sqrt 2), extra gain, clamp."""
-    if bias is not None:
-        x = x + bias.to(x.dtype).reshape(1, -1, *([1] * (x.dim() - 2)))
-    if activation:
-        x = F.leaky_relu(x, 0.2)
-        gain = gain * SQRT2
-    if gain != 1:
-        x = x * gain
-    if clamp is not None:
-        x = x.clamp(-clamp, clamp)
-    return x
-
-
 # ---------------------------------------------------------------- layers
 
 class FullyConnectedLayer(nn.Module):
@@ -222,7 +207,8 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x, w):
         x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False)
-        return bias_act(x, self.bias, False, clamp=self.conv_clamp)
+        x = x + self.bias.to(x.dtype).reshape(1, -1, 1, 1)      # NVIDIA's bias_act, linear: bias, then clamp
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
