@@ -220,6 +220,15 @@ def train_cmd(
     console.print(f"run: {out}  (grids in {out / 'snapshots'}, curves {out / 'losses.png'}, generator {out / 'g_render'})")
 
 
+# translate's and enhance's options that reach TranslateConfig under their own names
+INVERSION_FLAGS = ("steps", "lr", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "swap_resolution", "loss_resolution",
+                   "space", "space_regularize", "start", "bank_size", "lpips_target", "restarts", "batch", "device", "seed")
+
+
+def _methods(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    return tuple(m.strip() for m in text.split(",") if m.strip()) if text else None
+
+
 @app.command("translate")
 def translate_cmd(
     dataset: Path = typer.Argument(..., help="A build-dataset folder of renders."),
@@ -249,19 +258,56 @@ def translate_cmd(
     try:
         file_values = load_config_file(config) if config else {}
         cfg = merge_config(TranslateConfig, file_values, {
-            "dataset": str(dataset), "ckpt": str(ckpt), "out": str(out),
-            "methods": tuple(m.strip() for m in method.split(",") if m.strip()) if method else None, "steps": steps, "lr": lr,
-            "lpips_net": lpips_net, "w_pixel": w_pixel, "w_identity": w_identity, "noise_regularize": noise_regularize,
-            "swap_resolution": swap_resolution, "loss_resolution": loss_resolution, "space": space,
-            "space_regularize": space_regularize, "start": start, "bank_size": bank_size, "lpips_target": lpips_target,
-            "restarts": restarts, "batch": batch, "device": device,
-            "limit": limit, "seed": seed}, str(config or "options"))
+            "dataset": str(dataset), "ckpt": str(ckpt), "out": str(out), "methods": _methods(method),
+            **{name: value for name, value in locals().items() if name in INVERSION_FLAGS}, "limit": limit}, str(config or "options"))
         with progress_bar("inverting") as update:
             translate(cfg, progress=update, log=console.print)
     except (DrfhqError, ValueError) as exc:
         _fail(exc)
     console.print(f"bench them: drfhq bench --dataset {dataset} --real REAL --out BENCH --baselines "
                   + ",".join(f"{m}={out / m}" for m in cfg.methods))
+
+
+@app.command("enhance")
+def enhance_cmd(
+    src: Path = typer.Argument(..., help="An image or a folder of images (searched recursively): any size, any number of faces."),
+    out: Path = typer.Argument(..., help="Output folder: images/ (same relative paths, PNG), enhance.parquet, index.html."),
+    ckpt: Path = typer.Option(..., "--ckpt", help="A `drfhq train` run folder."),
+    method: Optional[str] = typer.Option(None, help="transfer (default) | project-real | layer-swap."),
+    region: Optional[str] = typer.Option(None, help="face (default: jaw line to forehead, hair stays rendered) | head (the whole aligned crop)."),
+    min_face_px: Optional[float] = typer.Option(None, help="Leave faces whose alignment square is smaller than this as rendered (default 96)."),
+    source_detail: Optional[bool] = typer.Option(None, "--source-detail/--no-source-detail",
+                                                 help="Keep the source's detail above the crop's resolution (default on)."),
+    feather: Optional[float] = typer.Option(None, help="Mask ramp as a fraction of the face's alignment square (default 0.06)."),
+    detector: Optional[str] = typer.Option(None, help="auto | hog | cnn | hog+cnn | insightface."),
+    background: Optional[str] = typer.Option(None, help="Under transparent pixels: black | white | grey."),
+    steps: Optional[int] = typer.Option(None, help="Inversion steps per face (default 300)."),
+    lr: Optional[float] = typer.Option(None), lpips_net: Optional[str] = typer.Option(None, help="vgg | alex."),
+    w_pixel: Optional[float] = typer.Option(None), w_identity: Optional[float] = typer.Option(None),
+    noise_regularize: Optional[float] = typer.Option(None),
+    swap_resolution: Optional[int] = typer.Option(None, help="layer-swap: G_render below this resolution."),
+    loss_resolution: Optional[int] = typer.Option(None), batch: Optional[int] = typer.Option(None),
+    space: Optional[str] = typer.Option(None, help="w | w+ | w+reg."), space_regularize: Optional[float] = typer.Option(None),
+    start: Optional[str] = typer.Option(None, help="mean | bank."), bank_size: Optional[int] = typer.Option(None),
+    lpips_target: Optional[float] = typer.Option(None), restarts: Optional[int] = typer.Option(None),
+    device: Optional[str] = typer.Option(None), seed: Optional[int] = typer.Option(None),
+    config: Optional[Path] = typer.Option(None, help="JSON with any of these options (translate's spelling); flags override it."),
+) -> None:
+    """Make every usable face in whole renders realistic and paste it back at the source resolution."""
+    from .dataset.config import load_config_file, merge_config
+    from .gan.enhance import EnhanceConfig, enhance
+
+    try:
+        file_values = load_config_file(config) if config else {}
+        cfg = merge_config(EnhanceConfig, file_values, {
+            "dataset": str(src), "ckpt": str(ckpt), "out": str(out), "methods": _methods(method),
+            **{name: value for name, value in locals().items() if name in INVERSION_FLAGS},
+            "region": region, "min_face_px": min_face_px, "source_detail": source_detail, "feather": feather,
+            "detector": detector, "background": background}, str(config or "options"))
+        with progress_bar("enhancing") as update:
+            enhance(cfg, progress=update, log=console.print)
+    except (DrfhqError, ValueError) as exc:
+        _fail(exc)
 
 
 @app.command("query")

@@ -76,11 +76,30 @@ def atomic_write_parquet(path: str | os.PathLike, table: pa.Table) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def atomic_save_image(path: str | os.PathLike, image) -> None:
-    """Save a PIL image atomically; the format follows the final suffix."""
+def atomic_save_image(path: str | os.PathLike, image, png_text: dict[str, str] | None = None) -> None:
+    """Save a PIL image atomically; the format follows the final suffix. png_text: text chunks
+    (a PNG's own record of what made it)."""
     path = Path(path)
+    options = {}
+    if png_text:
+        from PIL import PngImagePlugin
+
+        options["pnginfo"] = PngImagePlugin.PngInfo()
+        for key, value in png_text.items():
+            options["pnginfo"].add_text(key, value)
     with _atomic_target(path) as tmp:
-        image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"))
+        image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **options)
+
+
+def png_text(path: str | os.PathLike, key: str) -> str | None:
+    """A text chunk of an image file, or None (no such chunk, no such file, not an image)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return getattr(img, "text", {}).get(key)
+    except (OSError, ValueError):
+        return None
 
 
 class FolderLock:

@@ -31,6 +31,17 @@ def fixture_dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_run(fixture_dataset, tmp_path_factory) -> Path:
+    """A `drfhq train` run of the tiny network on the fixture dataset (2 steps, 64 px)."""
+    from drfhq_tools.gan.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    train(TrainConfig(dataset=str(fixture_dataset), out=str(out), base="none", network="tiny", batch=4, mbstd_group=2, workers=0,
+                      kimg=0.008, snapshot_kimg=0.008, grid=2, limit=16), log=lambda *a: None)
+    return out
+
+
 def copy_files(paths, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for p in paths:

@@ -7,17 +7,8 @@ from PIL import Image
 
 from drfhq_tools.errors import DrfhqError
 from drfhq_tools.gan import translate as T
-from drfhq_tools.gan.train import TrainConfig, train
 
 ROWS = 4
-
-
-@pytest.fixture(scope="module")
-def tiny_run(fixture_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_run") / "run"
-    train(TrainConfig(dataset=str(fixture_dataset), out=str(out), base="none", network="tiny", batch=4, mbstd_group=2, workers=0,
-                      kimg=0.008, snapshot_kimg=0.008, grid=2, limit=16), log=lambda *a: None)
-    return out
 
 
 def _cfg(dataset, run, out, **kw):

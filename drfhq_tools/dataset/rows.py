@@ -14,6 +14,10 @@ from ..errors import DrfhqError
 from .align_geometry import apply_affine, quad_to_output_affine
 
 FACE_BOX = (0.25, 0.25, 0.75, 0.81)   # inner face of an FFHQ-aligned image (x0, y0, x1, y1, fractions of its side)
+# dlib's five points in an FFHQ-aligned image, as fractions of its side: the median over the shared
+# fixture renders (60 faces; spread about 0.04). Faces aligned outside a dataset (enhance) use it for the
+# identity term's chip transform, where translate uses its dataset's own median.
+ALIGNED_LANDMARKS5 = ((0.6771, 0.4722), (0.5742, 0.4838), (0.3266, 0.4653), (0.4280, 0.4764), (0.5037, 0.6512))
 
 
 def dataset_rows(dataset: Path, limit: int | None) -> tuple[list[dict], int]:

@@ -15,8 +15,9 @@ Inversion options: `--space w|w+|w+reg` (one w for every layer; free per-layer W
 pulled towards the layers' mean, e4e-style), `--start mean|bank` (the mean w, or the nearest of a bank
 of sampled latents by their 32-px images; the bank is computed once per generator and cached),
 `--lpips-target` (an image stops once its LPIPS reaches it), and collapse detection: an inversion whose
-output is far darker or brighter than its target, flat, or whose LPIPS did not fall, starts again from
-another start (`--restarts`). OUT/translate.parquet records each inversion's final LPIPS, steps used,
+inner face is far darker or brighter than the target's, flat, or whose LPIPS did not fall, starts again
+from another start (`--restarts`); an inversion never ends worse than its start.
+OUT/translate.parquet records each inversion's final LPIPS, steps used,
 restarts and whether it stayed collapsed.
 Inversion follows the StyleGAN2 projector (Karras et al. 2020): start at the mean w, Adam with a
 ramped learning rate and decaying noise on w, LPIPS (+ pixel MSE, + optional identity) on images
@@ -37,11 +38,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 import torch.nn.functional as F
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
-from ..dataset.rows import dataset_rows, load_aligned
+from ..dataset.rows import ALIGNED_LANDMARKS5, FACE_BOX, dataset_rows, load_aligned
 from ..errors import DrfhqError
-from ..io import atomic_write_json, sha256_file
+from ..io import atomic_save_image, atomic_write_json, png_text, sha256_file
 from ..runtime import keep_freed_memory
 from . import losses as L
 from .networks import layer_swap, load_generator
@@ -85,9 +86,15 @@ class TranslateConfig:
     def validate(self) -> None:
         if not (Path(self.dataset) / "manifest.parquet").is_file():
             raise DrfhqError(f"{self.dataset}: not a dataset (no manifest.parquet)")
+        self.validate_run()
+        self.validate_options()
+
+    def validate_run(self) -> None:
         for part in ("g_real", "g_render"):
             if not (Path(self.ckpt) / part / "generator.json").is_file():
                 raise DrfhqError(f"--ckpt {self.ckpt}: not a `drfhq train` run (no {part}/generator.json)")
+
+    def validate_options(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise DrfhqError(f"--method {','.join(bad) or '(none)'}: choose from {', '.join(METHODS)}")
@@ -132,12 +139,18 @@ def noise_penalty(noise: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def collapsed(output: torch.Tensor, target: torch.Tensor, lpips_first: torch.Tensor, lpips_last: torch.Tensor) -> torch.Tensor:
-    """Per image: an inversion that settled on a degenerate image. Its mean is far from the target's
-    (more than 0.3 on [-1, 1], about 38 grey levels: a black or washed-out face), its spread is under a
-    third of the target's (flat), or its LPIPS did not fall from the start."""
-    mean_gap = (output.mean(dim=[1, 2, 3]) - target.mean(dim=[1, 2, 3])).abs()
-    flat = output.std(dim=[1, 2, 3]) < target.std(dim=[1, 2, 3]) / 3
-    return (mean_gap > 0.3) | flat | (lpips_last >= lpips_first)
+    """Per image: an inversion that settled on a degenerate image. Measured on the inner face (FACE_BOX of
+    the aligned frame), since a dark background makes a black face look close on the whole image: the
+    face's mean is off by more than 0.15 on [-1, 1] (about 19 grey levels: a blackened or washed-out
+    face), its spread is under a third of the target's (flat), or its LPIPS did not fall from the start."""
+    def face(x):
+        s = x.shape[-1]
+        return x[..., round(FACE_BOX[1] * s):round(FACE_BOX[3] * s), round(FACE_BOX[0] * s):round(FACE_BOX[2] * s)]
+
+    out, tgt = face(output), face(target)
+    mean_gap = (out.mean(dim=[1, 2, 3]) - tgt.mean(dim=[1, 2, 3])).abs()
+    flat = out.std(dim=[1, 2, 3]) < tgt.std(dim=[1, 2, 3]) / 3
+    return (mean_gap > 0.15) | flat | (lpips_last >= lpips_first)
 
 
 @dataclass
@@ -245,12 +258,17 @@ class Projector:
                  for k, v in g.noise_maps().items()}
         opt = torch.optim.Adam([ws, *noise.values()], lr=cfg.lr, betas=(0.9, 0.999))
         kept_ws, kept_noise = ws.detach().clone(), {k: v.detach().clone() for k, v in noise.items()}
+        first_noise = {k: v.detach().clone() for k, v in noise.items()}
         steps = torch.full((n,), cfg.steps, dtype=torch.long)
         active = torch.ones(n, dtype=torch.bool)
-        first = None
+        with torch.no_grad():           # the start's own LPIPS, without jitter: what the optimisation must beat
+            first = self.lpips(self._image(ws, 0.0, noise), target).reshape(n).cpu()
+        # the projector's exploration noise on w is for a start far from the target (the mean w); a bank
+        # start is already near it, and jitter there only keeps LPIPS up in a short run
+        noise_scale = 0.05 if cfg.start == "mean" else 0.0
         for step in range(cfg.steps):
             t = step / cfg.steps
-            w_noise = self.w_std * 0.05 * max(0.0, 1 - t / 0.75) ** 2
+            w_noise = self.w_std * noise_scale * max(0.0, 1 - t / 0.75) ** 2
             ramp = min(1.0, (1 - t) / 0.25)
             ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, t / 0.05)
             for group in opt.param_groups:
@@ -259,8 +277,6 @@ class Projector:
             image = self._image(ws, jitter, noise)
             distance = self.lpips(image, target).reshape(n)
             loss = distance + cfg.w_pixel * (image - target).square().mean(dim=[1, 2, 3])
-            if first is None:
-                first = distance.detach().cpu()
             if cfg.lpips_target > 0:     # an image that reached the target keeps the latent it had then
                 reached = active & (distance.detach().cpu() <= cfg.lpips_target)
                 for i in reached.nonzero().flatten().tolist():
@@ -292,8 +308,15 @@ class Projector:
                     kept_noise[k][i] = noise[k].detach()[i]
             final = self._image(kept_ws, 0.0, kept_noise)
             last = self.lpips(final, target).reshape(n).cpu()
-            full = kept_ws.expand(-1, g.num_ws, -1).clone() if cfg.space == "w" else kept_ws
             bad = collapsed(final.cpu(), target.cpu(), first, last)
+            bad &= steps > 0                # reached the LPIPS target at once: the start was good enough
+            worse = (last > first).nonzero().flatten().tolist()
+            for i in worse:                 # never return worse than the start
+                kept_ws[i] = start[i].reshape(1, -1).expand(layers, -1)
+                for k in noise:
+                    kept_noise[k][i] = first_noise[k][i]
+                last[i] = first[i]
+            full = kept_ws.expand(-1, g.num_ws, -1).clone() if cfg.space == "w" else kept_ws
         return Inversion(full, kept_noise, last, steps, torch.zeros(n, dtype=torch.long), bad)
 
 
@@ -326,23 +349,10 @@ def _row_seed(seed: int, row_id: str) -> int:
     return int(hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()[:15], 16)
 
 
-def _output_key(path: Path) -> str | None:
-    try:
-        with Image.open(path) as img:
-            return img.text.get(KEY_CHUNK)
-    except OSError:
-        return None
-
-
 def _save(image: torch.Tensor, path: Path, size: int, key: str) -> None:
-    """Atomic PNG with its key in a text chunk."""
-    info = PngImagePlugin.PngInfo()
-    info.add_text(KEY_CHUNK, key)
+    """Atomic PNG at `size` with its key in a text chunk."""
     picture = Image.fromarray(to_uint8(image[None])[0]).resize((size, size), Image.LANCZOS, reducing_gap=3.0)
-    tmp = path.with_name(f".{path.name}.tmp")       # no image suffix: never taken for an output
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(tmp, format="PNG", pnginfo=info)
-    tmp.replace(path)
+    atomic_save_image(path, picture, {KEY_CHUNK: key})
 
 
 INVERSION_SCHEMA = pa.schema([
@@ -373,77 +383,101 @@ def _write_inversion_table(out: Path, rows: list[dict], latent_dirs: dict[str, P
     atomic_write_parquet(out / "translate.parquet", pa.Table.from_pylist(records, schema=INVERSION_SCHEMA))
 
 
+class RunModels:
+    """A `drfhq train` run's generators, projectors and decoders, each loaded once, and the inversion
+    cache: `invert` projects what has no latent yet under these settings, `decode` draws a method's
+    output from a saved latent. translate (dataset rows) and enhance (faces found in whole images) share it."""
+
+    def __init__(self, cfg: TranslateConfig, landmarks5: np.ndarray | None = None, size: int | None = None):
+        """size: the side of the images given and returned (default: G_real's own resolution);
+        landmarks5: their typical five points (default: ALIGNED_LANDMARKS5 at that size)."""
+        self.cfg, self.ckpt, self.device = cfg, Path(cfg.ckpt), torch.device(cfg.device)
+        self.hashes = {g: generator_sha256(self.ckpt / g) for g in ("g_real", "g_render")}
+        self._generators, self._projectors, self._decoders = {}, {}, {}
+        size = size or self.generator("g_real").img_resolution
+        if landmarks5 is None:
+            landmarks5 = np.asarray(ALIGNED_LANDMARKS5) * size
+        self.landmarks5, self.size = landmarks5, size         # five points in the frame of `size`-px images
+        self.keys = translation_keys(cfg, self.hashes, size, landmarks5)
+
+    def generator(self, name: str):
+        if name not in self._generators:
+            g = load_generator(self.ckpt / name).to(self.device)
+            for p in g.parameters():
+                p.requires_grad_(False)
+            self._generators[name] = g
+        return self._generators[name]
+
+    def projector(self, src: str, bank_dir: Path) -> Projector:
+        if src not in self._projectors:
+            cfg, g = self.cfg, self.generator(src)
+            bank = bank_dir / f"bank-{_digest([self.hashes[src], cfg.bank_size, cfg.seed])}.pt"
+            self._projectors[src] = Projector(g, cfg, self.landmarks5 * min(cfg.loss_resolution, g.img_resolution) / self.size, bank)
+        return self._projectors[src]
+
+    def decoder(self, method: str):
+        if method not in self._decoders:
+            self._decoders[method] = (layer_swap(self.generator("g_render"), self.generator("g_real"), self.cfg.swap_resolution)
+                                      if method == "layer-swap" else self.generator("g_real"))
+        return self._decoders[method]
+
+    def invert(self, src: str, latent_dir: Path, ids: list[str], load_target, tick=None) -> None:
+        """Invert every id without a latent in `latent_dir` (load_target(id, R) -> its 3 x R x R uint8
+        tensor); each latent is saved atomically as soon as its batch is done."""
+        missing = [i for i in ids if not (latent_dir / f"{i}.pt").is_file()]
+        for start in range(0, len(missing), self.cfg.batch):
+            chunk = missing[start:start + self.cfg.batch]
+            projector = self.projector(src, latent_dir.parent)
+            targets = torch.stack([load_target(i, projector.resolution).float() / 127.5 - 1 for i in chunk]).to(self.device)
+            inv = projector.project(targets, [_row_seed(self.cfg.seed, i) for i in chunk],
+                                    (lambda step, done=start, n=len(chunk): tick(done, n, step)) if tick else None)
+            latent_dir.mkdir(parents=True, exist_ok=True)
+            for k, i in enumerate(chunk):
+                tmp = latent_dir / f".{i}.pt.tmp"
+                torch.save({"ws": inv.ws[k].cpu(), "noise": {n: v[k].cpu() for n, v in inv.noise.items()}, "key": self.keys["inversion"][src],
+                            "lpips": float(inv.lpips[k]), "steps": int(inv.steps[k]), "restarts": int(inv.restarts[k]),
+                            "collapsed": bool(inv.collapsed[k])}, tmp)
+                tmp.replace(latent_dir / f"{i}.pt")
+
+    def decode(self, method: str, latent_file: Path) -> torch.Tensor:
+        """3 x R x R image in about [-1, 1] at the generator's resolution."""
+        saved = torch.load(latent_file, map_location=self.device, weights_only=True)
+        with torch.no_grad():
+            return self.decoder(method).synthesize(saved["ws"][None], noise={k: v[None] for k, v in saved["noise"].items()} or None)[0]
+
+
 def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[str, Path]]:
     """Write every method's output for every usable dataset row; returns {method: {row id: path}}."""
     cfg.validate()
     rows, size = dataset_rows(Path(cfg.dataset), cfg.limit)
     keep_freed_memory()
     out, ckpt = Path(cfg.out), Path(cfg.ckpt)
-    device = torch.device(cfg.device)
-    hashes = {g: generator_sha256(ckpt / g) for g in ("g_real", "g_render")}
-    landmarks5 = np.median(np.stack([r["aligned_lm5"] for r in rows]), axis=0)
-    keys = translation_keys(cfg, hashes, size, landmarks5)
+    models = RunModels(cfg, np.median(np.stack([r["aligned_lm5"] for r in rows]), axis=0), size)
+    hashes, keys = models.hashes, models.keys
     # what is already there under these exact settings
-    todo = {m: {r["id"] for r in rows if _output_key(out / m / f"{r['id']}.png") != keys["outputs"][m]} for m in cfg.methods}
-    generators, projectors = {}, {}
-
-    def generator(name):
-        if name not in generators:
-            g = load_generator(ckpt / name).to(device)
-            for p in g.parameters():
-                p.requires_grad_(False)
-            generators[name] = g
-        return generators[name]
-
+    todo = {m: {r["id"] for r in rows if png_text(out / m / f"{r['id']}.png", KEY_CHUNK) != keys["outputs"][m]} for m in cfg.methods}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "translate.json", {"config": asdict(cfg), "checkpoint_sha256": hashes, **keys})
-    todo_total = sum(len(set().union(*(todo[m] for m in cfg.methods if SOURCE[m] == src))) for src in ("g_render", "g_real")) * cfg.steps
-    done = 0
-    for src in ("g_render", "g_real"):
-        methods = [m for m in cfg.methods if SOURCE[m] == src]
-        if not methods:
+    files = {r["id"]: r["image_file"] for r in rows}
+    pending = {src: [r["id"] for r in rows if any(r["id"] in todo[m] for m in cfg.methods if SOURCE[m] == src)]
+               for src in ("g_render", "g_real")}
+    todo_total, done = sum(len(v) for v in pending.values()) * cfg.steps, 0
+    for src, ids in pending.items():
+        if not ids:
             continue
-        pending_ids = set().union(*(todo[m] for m in methods))
-        pending_rows = [r for r in rows if r["id"] in pending_ids]
         latent_dir = out / "latents" / f"{src}-{keys['inversion'][src]}"
-        decoders = {}
-        for start in range(0, len(pending_rows), cfg.batch):
-            chunk = pending_rows[start:start + cfg.batch]
-            missing = [r for r in chunk if not (latent_dir / f"{r['id']}.pt").is_file()]
-            if missing:
-                if src not in projectors:
-                    g = generator(src)
-                    bank = out / "latents" / f"bank-{_digest([hashes[src], cfg.bank_size, cfg.seed])}.pt"
-                    projectors[src] = Projector(g, cfg, landmarks5 * min(cfg.loss_resolution, g.img_resolution) / size, bank)
-                projector = projectors[src]
-                targets = torch.stack([load_aligned(r["image_file"], projector.resolution).float() / 127.5 - 1 for r in missing]).to(device)
 
-                def tick(step, base=done, count=len(missing)):
-                    if progress:
-                        progress(base + step * count, todo_total)
-                inv = projector.project(targets, [_row_seed(cfg.seed, r["id"]) for r in missing], tick)
-                latent_dir.mkdir(parents=True, exist_ok=True)
-                for i, r in enumerate(missing):
-                    tmp = latent_dir / f".{r['id']}.pt.tmp"
-                    torch.save({"ws": inv.ws[i].cpu(), "noise": {k: v[i].cpu() for k, v in inv.noise.items()}, "key": keys["inversion"][src],
-                                "lpips": float(inv.lpips[i]), "steps": int(inv.steps[i]), "restarts": int(inv.restarts[i]),
-                                "collapsed": bool(inv.collapsed[i])}, tmp)
-                    tmp.replace(latent_dir / f"{r['id']}.pt")
-            done += len(chunk) * cfg.steps
+        def tick(first, count, step, base=done):
             if progress:
-                progress(done, todo_total)
-            for r in chunk:
-                saved = torch.load(latent_dir / f"{r['id']}.pt", map_location=device, weights_only=True)
-                ws = saved["ws"][None]
-                noise = {k: v[None] for k, v in saved["noise"].items()} or None
-                for method in methods:
-                    if r["id"] not in todo[method]:
-                        continue
-                    if method not in decoders:
-                        decoders[method] = (layer_swap(generator("g_render"), generator("g_real"), cfg.swap_resolution)
-                                            if method == "layer-swap" else generator("g_real"))
-                    with torch.no_grad():
-                        _save(decoders[method].synthesize(ws, noise=noise)[0], out / method / f"{r['id']}.png", size, keys["outputs"][method])
+                progress(base + first * cfg.steps + step * count, todo_total)
+        models.invert(src, latent_dir, ids, lambda i, resolution: load_aligned(files[i], resolution), tick)
+        done += len(ids) * cfg.steps
+        if progress:
+            progress(done, todo_total)
+        for i in ids:
+            for method in cfg.methods:
+                if SOURCE[method] == src and i in todo[method]:
+                    _save(models.decode(method, latent_dir / f"{i}.pt"), out / method / f"{i}.png", size, keys["outputs"][method])
     _write_inversion_table(out, rows, {src: out / "latents" / f"{src}-{keys['inversion'][src]}"
                                        for src in {SOURCE[m] for m in cfg.methods}}, cfg.lpips_net)
     results = {m: {r["id"]: out / m / f"{r['id']}.png" for r in rows} for m in cfg.methods}
