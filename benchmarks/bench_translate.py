@@ -5,8 +5,8 @@ thin adapter: our generator seen with NVIDIA's interface (`mapping(z, c)` -> ws,
 noise_mode='const')`, its `noise_const` buffers), and, for the VGG16 file it would download, our LPIPS VGG
 (real lpips weights) exposed as NVIDIA's feature detector (`vgg16(img, resize_images=False,
 return_lpips=True)`: channel-weighted, normalised features whose squared distance is LPIPS). NVIDIA runs
-`--steps`; ours runs a third of them from the nearest bank latent, stopping each image at the LPIPS
-NVIDIA reached. Printed per method: mean LPIPS (VGG, both measured the same way on each method's own
+`--steps`; ours runs at most a third of them with its defaults (`--start bank` to start from the nearest
+bank latent), stopping each image at the LPIPS NVIDIA reached. Printed per method: mean LPIPS (VGG, both measured the same way on each method's own
 output), steps, seconds per face, and the ratios.
 
     python benchmarks/bench_translate.py [--generator ../shared/checkpoints/nvidia-ada-64-p4.pkl] [--faces 4]
@@ -101,6 +101,10 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=4)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--bank-size", type=int, default=1024)
+    parser.add_argument("--start", default="mean", help="ours: mean | bank")
+    parser.add_argument("--targets", default=None, help="a folder of aligned images (e.g. DATASET/images) instead of the generator's own samples")
+    parser.add_argument("--loss-resolution", type=int, default=256)
+    parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -110,9 +114,17 @@ def main() -> None:
 
     path = Path(args.generator)
     g = (load_generator(path) if path.is_dir() else load_official(path)).to(args.device).eval().requires_grad_(False)
-    with torch.no_grad():
-        z = torch.randn(args.faces, g.z_dim, generator=torch.Generator().manual_seed(2024)).to(args.device)
-        targets = g.synthesize(g.map(z)).clamp(-1, 1)
+    if args.targets:
+        from drfhq_tools.dataset.rows import load_aligned
+
+        files = sorted(p for p in Path(args.targets).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:args.faces]
+        targets = torch.stack([load_aligned(f, g.img_resolution).float() / 127.5 - 1 for f in files]).to(args.device)
+        source = f"{len(files)} aligned images from {args.targets}"
+    else:
+        with torch.no_grad():
+            z = torch.randn(args.faces, g.z_dim, generator=torch.Generator().manual_seed(2024)).to(args.device)
+            targets = g.synthesize(g.map(z)).clamp(-1, 1)
+        source = f"{args.faces} targets from held-out seeds"
     lpips_model = LpipsDistance("vgg", args.device).model.requires_grad_(False)
 
     def measure(images):
@@ -136,23 +148,35 @@ def main() -> None:
 
     ours_steps = max(1, args.steps // 3)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TranslateConfig(dataset="unused", ckpt="unused", out=tmp, steps=ours_steps, lpips_net="vgg", start="bank",
-                              bank_size=args.bank_size, lpips_target=float(nv_lpips.mean()), loss_resolution=256,
-                              device=args.device, w_pixel=0.0)
+        cfg = TranslateConfig(dataset="unused", ckpt="unused", out=tmp, steps=ours_steps, lpips_net="vgg", start=args.start,
+                              bank_size=args.bank_size, lpips_target=float(nv_lpips.mean()), loss_resolution=args.loss_resolution,
+                              device=args.device)
         ours = Projector(g, cfg, None, Path(tmp) / "bank.pt")
-        ours.bank()                              # built once per generator and cached: not part of a face's cost
+        if args.start == "bank":
+            ours.bank()                          # built once per generator and cached: not part of a face's cost
         start = time.perf_counter()
         inv = ours.project(targets)
         ours_s = (time.perf_counter() - start) / args.faces
         with torch.no_grad():
             ours_lpips = measure(g.synthesize(inv.ws, noise=inv.noise or None) if inv.noise else g.synthesize(inv.ws))
-    print(f"generator {path.name} ({g.img_resolution} px), {args.faces} targets from held-out seeds, device {args.device}")
-    print(f"{'method':22} {'LPIPS vgg':>10} {'steps':>7} {'s/face':>8}")
-    print(f"{'NVIDIA projector':22} {float(nv_lpips.mean()):10.4f} {args.steps:7d} {nv_s:8.2f}")
-    print(f"{'ours (bank, early stop)':22} {float(ours_lpips.mean()):10.4f} {float(inv.steps.float().mean()):7.1f} {ours_s:8.2f}")
+    print(f"generator {path.name} ({g.img_resolution} px), {source}, device {args.device}")
+    print(f"{'method':24} {'LPIPS vgg':>10} {'steps':>7} {'s/face':>8}")
+    print(f"{'NVIDIA projector':24} {float(nv_lpips.mean()):10.4f} {args.steps:7d} {nv_s:8.2f}")
+    label = f"ours ({args.start}, early stop)"
+    print(f"{label:24} {float(ours_lpips.mean()):10.4f} {float(inv.steps.float().mean()):7.1f} {ours_s:8.2f}")
     print(f"ours: restarts {inv.restarts.tolist()}, still collapsed {inv.collapsed.tolist()} (restarts cost time per face)")
     print(f"steps ours / NVIDIA: {float(inv.steps.float().mean()) / args.steps:.3f} (goal <= 0.333 at equal LPIPS); "
           f"LPIPS ours - NVIDIA: {float(ours_lpips.mean() - nv_lpips.mean()):+.4f}; speed-up per face {nv_s / ours_s:.2f}x")
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps({
+            "generator": str(path), "resolution": g.img_resolution, "targets": source, "device": args.device, "torch": torch.__version__,
+            "nvidia": {"steps": args.steps, "lpips_vgg": float(nv_lpips.mean()), "seconds_per_face": nv_s},
+            "ours": {"max_steps": ours_steps, "steps_used": float(inv.steps.float().mean()), "lpips_vgg": float(ours_lpips.mean()),
+                     "seconds_per_face": ours_s, "restarts": inv.restarts.tolist(), "collapsed": inv.collapsed.tolist(),
+                     "settings": {k: getattr(cfg, k) for k in ("start", "space", "lr", "w_noise", "w_pixel", "loss_resolution", "lpips_target")}},
+            "steps_ratio": float(inv.steps.float().mean()) / args.steps}, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from pathlib import Path
 from typing import Optional
@@ -220,9 +222,43 @@ def train_cmd(
     console.print(f"run: {out}  (grids in {out / 'snapshots'}, curves {out / 'losses.png'}, generator {out / 'g_render'})")
 
 
-# translate's and enhance's options that reach TranslateConfig under their own names
-INVERSION_FLAGS = ("steps", "lr", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "swap_resolution", "loss_resolution",
-                   "space", "space_regularize", "start", "bank_size", "lpips_target", "restarts", "batch", "device", "seed")
+# translate's and enhance's inversion options, declared once: (name, type, help)
+INVERSION_OPTIONS = (
+    ("steps", int, "Inversion steps per image (default 300)."),
+    ("lr", float, "Adam learning rate (default 0.1)."),
+    ("w_noise", float, "Exploration noise on w, mean starts (default 0; the StyleGAN2 projector's 0.05)."),
+    ("lpips_net", str, "vgg (default) | alex."),
+    ("w_pixel", float, "Weight of the pixel term beside LPIPS (default 0.1)."),
+    ("w_identity", float, "Weight of the identity term (default 0)."),
+    ("noise_regularize", float, "Weight of the noise maps' regulariser (default 1e5)."),
+    ("swap_resolution", int, "layer-swap: G_render below this resolution (default 32)."),
+    ("loss_resolution", int, "Images are compared at this size (default 256)."),
+    ("space", str, "w | w+ | w+reg (per-layer w pulled to their mean)."),
+    ("space_regularize", float, "w+reg: weight of the layers' spread (default 0.1)."),
+    ("start", str, "mean (default) | bank: the nearest of --bank-size sampled latents."),
+    ("bank_size", int, "Sampled latents in the start bank (default 4096; cached per generator)."),
+    ("lpips_target", float, "Stop an image once its LPIPS reaches this (default 0: off)."),
+    ("restarts", int, "Restarts of inversions that collapse (default 2)."),
+    ("batch", int, "Images inverted together (default 4)."),
+    ("device", str, "cpu | cuda | cuda:N."),
+    ("seed", int, "Seed of every random draw (default 0)."),
+)
+
+
+def with_inversion_options(command):
+    """Add INVERSION_OPTIONS to a command's signature; the command receives them as `inversion`
+    (name -> value, None where not given)."""
+    names = [name for name, _, _ in INVERSION_OPTIONS]
+    signature = inspect.signature(command)
+    kept = [p for p in signature.parameters.values() if p.name != "inversion"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, help=text), annotation=Optional[kind])
+             for name, kind, text in INVERSION_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(**values):
+        return command(**{k: v for k, v in values.items() if k not in names}, inversion={k: values.get(k) for k in names})
+    wrapper.__signature__ = signature.replace(parameters=[*kept, *added])
+    return wrapper
 
 
 def _methods(text: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -230,26 +266,15 @@ def _methods(text: Optional[str]) -> Optional[tuple[str, ...]]:
 
 
 @app.command("translate")
+@with_inversion_options
 def translate_cmd(
     dataset: Path = typer.Argument(..., help="A build-dataset folder of renders."),
     ckpt: Path = typer.Option(..., "--ckpt", help="A `drfhq train` run folder."),
     out: Path = typer.Option(..., "--out", help="Output folder: one subfolder per method."),
     method: Optional[str] = typer.Option(None, help="Comma-separated: transfer (default), project-real, layer-swap."),
-    steps: Optional[int] = typer.Option(None, help="Inversion steps per image (default 300)."),
-    lr: Optional[float] = typer.Option(None), lpips_net: Optional[str] = typer.Option(None, help="vgg | alex."),
-    w_pixel: Optional[float] = typer.Option(None), w_identity: Optional[float] = typer.Option(None),
-    noise_regularize: Optional[float] = typer.Option(None),
-    swap_resolution: Optional[int] = typer.Option(None, help="layer-swap: G_render below this resolution."),
-    loss_resolution: Optional[int] = typer.Option(None), batch: Optional[int] = typer.Option(None),
-    space: Optional[str] = typer.Option(None, help="w | w+ (default) | w+reg (per-layer w pulled to their mean)."),
-    space_regularize: Optional[float] = typer.Option(None, help="w+reg: weight of the layers' spread (default 0.1)."),
-    start: Optional[str] = typer.Option(None, help="mean (default) | bank: the nearest of --bank-size sampled latents."),
-    bank_size: Optional[int] = typer.Option(None, help="Sampled latents in the start bank (default 4096; cached per generator)."),
-    lpips_target: Optional[float] = typer.Option(None, help="Stop an image once its LPIPS reaches this (default 0: off)."),
-    restarts: Optional[int] = typer.Option(None, help="Restarts of inversions that collapse (default 2)."),
-    device: Optional[str] = typer.Option(None), limit: Optional[int] = typer.Option(None),
-    seed: Optional[int] = typer.Option(None),
+    limit: Optional[int] = typer.Option(None, help="Only the first N dataset rows."),
     config: Optional[Path] = typer.Option(None, help="JSON with any of these options (manifests/examples/translate.json); flags override it."),
+    inversion: dict = None,
 ) -> None:
     """Turn aligned renders into realistic portraits (transfer) and the baselines (project-real, layer-swap)."""
     from .dataset.config import load_config_file, merge_config
@@ -258,8 +283,8 @@ def translate_cmd(
     try:
         file_values = load_config_file(config) if config else {}
         cfg = merge_config(TranslateConfig, file_values, {
-            "dataset": str(dataset), "ckpt": str(ckpt), "out": str(out), "methods": _methods(method),
-            **{name: value for name, value in locals().items() if name in INVERSION_FLAGS}, "limit": limit}, str(config or "options"))
+            "dataset": str(dataset), "ckpt": str(ckpt), "out": str(out), "methods": _methods(method), **inversion,
+            "limit": limit}, str(config or "options"))
         with progress_bar("inverting") as update:
             translate(cfg, progress=update, log=console.print)
     except (DrfhqError, ValueError) as exc:
@@ -269,6 +294,7 @@ def translate_cmd(
 
 
 @app.command("enhance")
+@with_inversion_options
 def enhance_cmd(
     src: Path = typer.Argument(..., help="An image or a folder of images (searched recursively): any size, any number of faces."),
     out: Path = typer.Argument(..., help="Output folder: images/ (same relative paths, PNG), enhance.parquet, index.html."),
@@ -281,17 +307,8 @@ def enhance_cmd(
     feather: Optional[float] = typer.Option(None, help="Mask ramp as a fraction of the face's alignment square (default 0.06)."),
     detector: Optional[str] = typer.Option(None, help="auto | hog | cnn | hog+cnn | insightface."),
     background: Optional[str] = typer.Option(None, help="Under transparent pixels: black | white | grey."),
-    steps: Optional[int] = typer.Option(None, help="Inversion steps per face (default 300)."),
-    lr: Optional[float] = typer.Option(None), lpips_net: Optional[str] = typer.Option(None, help="vgg | alex."),
-    w_pixel: Optional[float] = typer.Option(None), w_identity: Optional[float] = typer.Option(None),
-    noise_regularize: Optional[float] = typer.Option(None),
-    swap_resolution: Optional[int] = typer.Option(None, help="layer-swap: G_render below this resolution."),
-    loss_resolution: Optional[int] = typer.Option(None), batch: Optional[int] = typer.Option(None),
-    space: Optional[str] = typer.Option(None, help="w | w+ | w+reg."), space_regularize: Optional[float] = typer.Option(None),
-    start: Optional[str] = typer.Option(None, help="mean | bank."), bank_size: Optional[int] = typer.Option(None),
-    lpips_target: Optional[float] = typer.Option(None), restarts: Optional[int] = typer.Option(None),
-    device: Optional[str] = typer.Option(None), seed: Optional[int] = typer.Option(None),
-    config: Optional[Path] = typer.Option(None, help="JSON with any of these options (translate's spelling); flags override it."),
+    config: Optional[Path] = typer.Option(None, help="JSON with any of these options (manifests/examples/enhance.json); flags override it."),
+    inversion: dict = None,
 ) -> None:
     """Make every usable face in whole renders realistic and paste it back at the source resolution."""
     from .dataset.config import load_config_file, merge_config
@@ -300,8 +317,7 @@ def enhance_cmd(
     try:
         file_values = load_config_file(config) if config else {}
         cfg = merge_config(EnhanceConfig, file_values, {
-            "dataset": str(src), "ckpt": str(ckpt), "out": str(out), "methods": _methods(method),
-            **{name: value for name, value in locals().items() if name in INVERSION_FLAGS},
+            "dataset": str(src), "ckpt": str(ckpt), "out": str(out), "methods": _methods(method), **inversion,
             "region": region, "min_face_px": min_face_px, "source_detail": source_detail, "feather": feather,
             "detector": detector, "background": background}, str(config or "options"))
         with progress_bar("enhancing") as update:

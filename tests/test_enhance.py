@@ -184,3 +184,14 @@ def test_enhance_command_with_a_trained_run(mixed, tiny_run, tmp_path):
     assert np.abs(after[inner].astype(int) - before[inner].astype(int)).mean() > 2       # the face was replaced
     assert np.array_equal(after[:20], before[:20])                                         # far from any face: untouched
     assert len(list((out / "latents").glob("g_render-*/*.pt"))) == 2
+
+
+def test_the_example_configs_are_valid_enhance_and_translate_configs(mixed, tmp_path):
+    from drfhq_tools.dataset.config import load_config_file, merge_config
+    from drfhq_tools.gan.translate import TranslateConfig
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1] / "manifests" / "examples"
+    cfg = merge_config(EnhanceConfig, load_config_file(root / "enhance.json"), {"dataset": str(mixed), "ckpt": "", "out": str(tmp_path)}, "enhance.json")
+    cfg = __import__("dataclasses").replace(cfg, device="cpu")
+    cfg.validate_common()
+    merge_config(TranslateConfig, load_config_file(root / "translate.json"), {"dataset": "d", "ckpt": "c", "out": "o"}, "translate.json")

@@ -239,3 +239,29 @@ def test_translate_records_each_inversion(fixture_dataset, tiny_run, tmp_path):
     table = pq.read_table(tmp_path / "tr" / "translate.parquet").to_pylist()
     assert len(table) == 2 * ROWS and {r["generator"] for r in table} == {"g_render", "g_real"}
     assert all(r["steps"] == 0 and r["lpips"] >= 0 and r["lpips_net"] == "alex" for r in table)
+
+
+def test_dark_renders_never_come_back_black_or_flat(fixtures):
+    """The issue's failure: MobileStyleGAN inversions of dark renders on black settled on a near-black
+    image. Dark skin in a dark scene and a render on black, inverted into the real FFHQ generator."""
+    from drfhq_tools.dataset.align import align_face
+    from drfhq_tools.dataset.decode import decode_image
+    from drfhq_tools.gan.mobilestylegan import MobileStyleGAN
+    from drfhq_tools.models import faces
+
+    g = MobileStyleGAN().eval().requires_grad_(False)
+    crops = []
+    for name in ("render/replicantface_2ids_mit/var_r06c03.jpg", "render/makehuman_expressions_cc0/sad01.png"):
+        rgb = decode_image(fixtures / name).rgb
+        crops.append(align_face(rgb, faces.landmarks(rgb, faces.detect_faces(rgb)[0].box, 68), 128).image)
+    targets = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    cfg = T.TranslateConfig(dataset="unused", ckpt="unused", out="unused", steps=10, lpips_net="alex", loss_resolution=128)
+    inv = T.Projector(g, cfg, None).project(targets)
+    assert not inv.collapsed.any()
+    with torch.no_grad():
+        out = torch.nn.functional.interpolate(g.synthesize(inv.ws), size=128, mode="area")
+    face = (slice(None), slice(32, 104), slice(32, 96))
+    for o, t in zip(out, targets):
+        assert o[face].std() > t[face].std() / 2                          # not flat
+        assert abs(float(o[face].mean() - t[face].mean())) < 0.15         # not black (nor washed out)
+        assert 0.6 < float((o[face].mean() + 1) / (t[face].mean() + 1)) < 1 / 0.6

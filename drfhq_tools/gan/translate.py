@@ -51,7 +51,7 @@ from .train import check_device, to_uint8
 METHODS = ("transfer", "project-real", "layer-swap")
 SOURCE = {"transfer": "g_render", "layer-swap": "g_render", "project-real": "g_real"}    # inverted into
 # the settings that change an inversion (batch, device and limit do not: each image has its own draws)
-INVERSION_SETTINGS = ("steps", "lr", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "loss_resolution", "seed",
+INVERSION_SETTINGS = ("steps", "lr", "w_noise", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "loss_resolution", "seed",
                       "space", "space_regularize", "start", "bank_size", "lpips_target", "restarts")
 SPACES = ("w", "w+", "w+reg")
 STARTS = ("mean", "bank")
@@ -66,6 +66,8 @@ class TranslateConfig:
     methods: tuple[str, ...] = ("transfer",)
     steps: int = 300                       # optimisation steps per inversion
     lr: float = 0.1
+    w_noise: float = 0.0                   # the projector's exploration noise on w (x the w spread; 0.05 there), mean starts
+                                           # only; off by default: measured to double the LPIPS left at 30 and 90 steps
     lpips_net: str = "vgg"                 # vgg (the StyleGAN2 projector's) | alex (cheaper)
     w_pixel: float = 0.1                   # MSE on [-1, 1] images, beside LPIPS
     w_identity: float = 0.0                # optional identity term (dlib in torch)
@@ -102,7 +104,7 @@ class TranslateConfig:
             raise DrfhqError("--steps and --batch must be >= 1, --lr > 0")
         if self.lpips_net not in ("alex", "vgg"):
             raise DrfhqError(f"--lpips-net {self.lpips_net}: alex or vgg")
-        if min(self.w_pixel, self.w_identity, self.noise_regularize) < 0:
+        if min(self.w_pixel, self.w_identity, self.noise_regularize, self.w_noise) < 0:
             raise DrfhqError("loss weights must be >= 0")
         if self.space not in SPACES or self.start not in STARTS:
             raise DrfhqError(f"--space {self.space} / --start {self.start}: choose from {', '.join(SPACES)} / {', '.join(STARTS)}")
@@ -139,18 +141,23 @@ def noise_penalty(noise: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def collapsed(output: torch.Tensor, target: torch.Tensor, lpips_first: torch.Tensor, lpips_last: torch.Tensor) -> torch.Tensor:
-    """Per image: an inversion that settled on a degenerate image. Measured on the inner face (FACE_BOX of
-    the aligned frame), since a dark background makes a black face look close on the whole image: the
-    face's mean is off by more than 0.15 on [-1, 1] (about 19 grey levels: a blackened or washed-out
-    face), its spread is under a third of the target's (flat), or its LPIPS did not fall from the start."""
+    """Per image: an inversion that settled on a degenerate image, judged on the inner face (FACE_BOX of
+    the aligned frame; a dark background would make a black face look close on the whole image):
+    - far darker or brighter: its mean differs from the target's by more than 0.15 on [-1, 1] (about 19
+      grey levels), or its brightness is under 0.6 or over 1/0.6 times the target's (what catches a
+      dark face on a dark render going black: 33 -> 16 of 255 is a gap of 0.13 but half the brightness);
+    - flat: its spread is under half the target's;
+    - stuck: its LPIPS did not fall from the start's."""
     def face(x):
         s = x.shape[-1]
         return x[..., round(FACE_BOX[1] * s):round(FACE_BOX[3] * s), round(FACE_BOX[0] * s):round(FACE_BOX[2] * s)]
 
     out, tgt = face(output), face(target)
-    mean_gap = (out.mean(dim=[1, 2, 3]) - tgt.mean(dim=[1, 2, 3])).abs()
-    flat = out.std(dim=[1, 2, 3]) < tgt.std(dim=[1, 2, 3]) / 3
-    return (mean_gap > 0.15) | flat | (lpips_last >= lpips_first)
+    out_mean, tgt_mean = out.mean(dim=[1, 2, 3]), tgt.mean(dim=[1, 2, 3])
+    ratio = (out_mean + 1) / (tgt_mean + 1).clamp_min(1e-3)
+    far = ((out_mean - tgt_mean).abs() > 0.15) | (ratio < 0.6) | (ratio > 1 / 0.6)
+    flat = out.std(dim=[1, 2, 3]) < tgt.std(dim=[1, 2, 3]) / 2
+    return far | flat | (lpips_last >= lpips_first)
 
 
 @dataclass
@@ -265,7 +272,7 @@ class Projector:
             first = self.lpips(self._image(ws, 0.0, noise), target).reshape(n).cpu()
         # the projector's exploration noise on w is for a start far from the target (the mean w); a bank
         # start is already near it, and jitter there only keeps LPIPS up in a short run
-        noise_scale = 0.05 if cfg.start == "mean" else 0.0
+        noise_scale = cfg.w_noise if cfg.start == "mean" else 0.0
         for step in range(cfg.steps):
             t = step / cfg.steps
             w_noise = self.w_std * noise_scale * max(0.0, 1 - t / 0.75) ** 2
