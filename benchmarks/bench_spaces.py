@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--spaces", default="w,w+,w+reg")
     parser.add_argument("--start", default="mean")
     parser.add_argument("--lpips-net", default="vgg")
+    parser.add_argument("--w-noise", type=float, default=0.0, help="exploration noise on w (translate's default 0)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -44,7 +45,7 @@ def main() -> None:
     out = Path(args.out)
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
     common = dict(dataset=args.dataset, ckpt=args.ckpt, steps=args.steps, limit=args.limit, start=args.start,
-                  lpips_net=args.lpips_net, batch=args.batch, device=args.device)
+                  lpips_net=args.lpips_net, batch=args.batch, device=args.device, w_noise=args.w_noise)
     folders, seconds = {}, {}
     for space in spaces:
         methods = ("transfer", "project-real") if space == "w+" else ("transfer",)

@@ -97,7 +97,7 @@ run() {
     [ -f "$src/manifest.parquet" ] || { echo "run --tiny: set DATASET to a built dataset" >&2; exit 2; }
     split_dataset "$src" "$work/train" "$work/held" 4
     train=$work/train; held=$work/held; real=${REAL:-../shared/fixtures/real}
-    resolutions=64; bt_batch=2; bt_steps=1; tr_res=64; tr_batch=2; kimg=0.004; steps=2; limit=4; workers=2
+    resolutions=64; bt_batch=2; bt_steps=1; tr_res=64; tr_batch=2; kimg=0.004; steps=2; limit=4; workers=2; bt_faces=1; nv_steps=3
   else
     py=python3; device=cuda
     if [ ! -d "$CARRY/stage" ]; then
@@ -106,7 +106,7 @@ run() {
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CARRY"/stage/wheels/*.whl
     export PYTHONPATH=/tmp/site:$REPO DRFHQ_HOME=$CARRY/stage/home DRFHQ_PEER=$CARRY/stage/peer
     train=$CARRY/stage/data/train; held=$CARRY/stage/data/held; real=$CARRY/stage/data/real
-    resolutions=256,1024; bt_batch=8; bt_steps=3; tr_res=1024; tr_batch=16; kimg=0.4; steps=200; limit=16; workers=4
+    resolutions=256,1024; bt_batch=8; bt_steps=3; tr_res=1024; tr_batch=16; kimg=0.4; steps=200; limit=16; workers=4; bt_faces=4; nv_steps=300
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   fi
   export PYTHONUNBUFFERED=1
@@ -125,6 +125,12 @@ run() {
     --kid-subsets 10 --bootstrap 200 --cache "$work/cache.sqlite" \
     --baselines "input,color-transfer,transfer=$work/translated/transfer,project-real=$work/translated/project-real,layer-swap=$work/translated/layer-swap"
   t4=$(date +%s)
+  # the latent-space table of the README and our inversion against NVIDIA's projector, on this run
+  $py benchmarks/bench_spaces.py --dataset "$held" --ckpt "$work/train-run" --real "$real" --out "$work/spaces" \
+    --steps $steps --limit $limit --batch $limit --device $device
+  cp "$work/spaces/spaces.md" "$work/spaces/spaces.json" "$work/spaces/spaces.jpg" "$OUT/"
+  $py benchmarks/bench_translate.py --generator "$work/train-run/g_real" --targets "$held/images" --faces $bt_faces \
+    --steps $nv_steps --device $device --json "$OUT/bench_translate.json"
   cp "$(ls "$work"/train-run/snapshots/grid-*.png | tail -1)" "$OUT/transfer-grid.png"
   cp "$work/train-run/losses.png" "$OUT/losses.png" 2>/dev/null || true
   $py - "$OUT" "$work" "$t0" "$t1" "$t2" "$t3" "$t4" "$tiny" "$limit" "$steps" <<'EOF'

@@ -167,13 +167,14 @@ def enhance_image(path: Path, rel: str, cfg: EnhanceConfig, translator, key: str
     """Enhance one image and write its output; returns its rows."""
     try:
         decoded = decode_image(path, cfg.background)
-    except RejectedImage as exc:
-        return [_row(rel, status="failed", reason=f"cannot read: {exc}", key=key)]
-    except OSError as exc:
+    except (RejectedImage, OSError) as exc:
         return [_row(rel, status="failed", reason=f"cannot read: {exc}", key=key)]
     rgb = decoded.rgb
     size = dict(width=rgb.shape[1], height=rgb.shape[0])
-    found = find_faces(rgb, cfg, translator.size)
+    try:
+        found = find_faces(rgb, cfg, translator.size)
+    except Exception as exc:      # a detector failure on one image must not stop the folder
+        return [_row(rel, status="failed", reason=f"face detection failed: {type(exc).__name__}: {exc}", key=key, **size)]
     usable = [f for f in found if f.reason is None]
     result = rgb
     info = {}
@@ -181,7 +182,7 @@ def enhance_image(path: Path, rel: str, cfg: EnhanceConfig, translator, key: str
         ids = [f.crop_id for f in usable]
         translated, details = translator([f.aligned.image for f in usable], ids)
         for face, crop, detail in zip(usable, translated, details):
-            polygon = face_polygon(face.landmarks68, cfg.region, face.aligned.quad + 0.0)
+            polygon = face_polygon(face.landmarks68, cfg.region, face.aligned.quad)
             result = paste_face(result, crop, face.aligned.image if cfg.source_detail else None, face.aligned.affine,
                                 face.aligned.qsize, polygon, cfg.feather * face.aligned.qsize)
             info[face.index] = detail
