@@ -108,12 +108,12 @@ class GanFaceTranslator:
         self.models.invert(self.src, self.latent_dir, list(dict.fromkeys(ids)), target)
         images, info = [], []
         for i in ids:
-            image = self.models.decode(self.method, self.latent_dir / f"{i}.pt")
+            saved = self.models.load_latent(self.latent_dir / f"{i}.pt")
+            image = self.models.decode(self.method, saved)
             picture = Image.fromarray(to_uint8(image[None])[0])
             if picture.size != (self.size, self.size):
                 picture = picture.resize((self.size, self.size), Image.LANCZOS, reducing_gap=3.0)
             images.append(np.asarray(picture))
-            saved = torch.load(self.latent_dir / f"{i}.pt", map_location="cpu", weights_only=True)
             info.append({k: saved.get(k) for k in ("lpips", "steps", "restarts", "collapsed")})
         return images, info
 

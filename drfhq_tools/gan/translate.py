@@ -446,9 +446,11 @@ class RunModels:
                             "collapsed": bool(inv.collapsed[k])}, tmp)
                 tmp.replace(latent_dir / f"{i}.pt")
 
-    def decode(self, method: str, latent_file: Path) -> torch.Tensor:
-        """3 x R x R image in about [-1, 1] at the generator's resolution."""
-        saved = torch.load(latent_file, map_location=self.device, weights_only=True)
+    def load_latent(self, latent_file: Path) -> dict:
+        return torch.load(latent_file, map_location=self.device, weights_only=True)
+
+    def decode(self, method: str, saved: dict) -> torch.Tensor:
+        """A saved latent (`load_latent`) -> 3 x R x R image in about [-1, 1] at the generator's resolution."""
         with torch.no_grad():
             return self.decoder(method).synthesize(saved["ws"][None], noise={k: v[None] for k, v in saved["noise"].items()} or None)[0]
 
@@ -482,9 +484,10 @@ def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[
         if progress:
             progress(done, todo_total)
         for i in ids:
+            saved = models.load_latent(latent_dir / f"{i}.pt")
             for method in cfg.methods:
                 if SOURCE[method] == src and i in todo[method]:
-                    _save(models.decode(method, latent_dir / f"{i}.pt"), out / method / f"{i}.png", size, keys["outputs"][method])
+                    _save(models.decode(method, saved), out / method / f"{i}.png", size, keys["outputs"][method])
     _write_inversion_table(out, rows, {src: out / "latents" / f"{src}-{keys['inversion'][src]}"
                                        for src in {SOURCE[m] for m in cfg.methods}}, cfg.lpips_net)
     results = {m: {r["id"]: out / m / f"{r['id']}.png" for r in rows} for m in cfg.methods}
