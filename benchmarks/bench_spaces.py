@@ -63,7 +63,7 @@ def main() -> None:
         if r["slice"] == "all":
             table.setdefault(r["method"], {})[r["metric"]] = r
     metrics = ("fid", "kid", "identity_cosine", "lpips")
-    header = f"| method | steps | FID ↓ | KID ↓ | identity cosine ↑ [95% CI] | LPIPS to the render [95% CI] |"
+    header = "| method | steps | FID ↓ | KID ↓ | identity cosine ↑ [95% CI] | LPIPS to the render [95% CI] |"
     lines = [header, "|---|---|---|---|---|---|"]
     for method in ("input", *folders):
         cells = []
@@ -98,7 +98,7 @@ def main() -> None:
                     sheet.paste(img.convert("RGB").resize((tile, tile), Image.LANCZOS), (x * tile, y * tile))
     sheet.save(out / "spaces.jpg", quality=90)
     print(f"columns of {out / 'spaces.jpg'}: {', '.join(columns)}")
-    print(f"mean pixel of each output's inner face (0-255), to spot dark collapses:")
+    print("mean pixel of each output's inner face (0-255), to spot dark collapses:")
     for name in folders:
         means = []
         for r in rows:

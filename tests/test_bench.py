@@ -17,7 +17,7 @@ from drfhq_tools.bench.config import BenchConfig
 from drfhq_tools.bench.metrics import fid_from_features, kernel_inception_distance
 from drfhq_tools.bench.run import dataset_rows, run_bench
 from drfhq_tools.bench.store import query
-from drfhq_tools.errors import MissingWeightsError
+from drfhq_tools.errors import DrfhqError, MissingWeightsError
 from drfhq_tools.io import sha256_file
 from drfhq_tools.models.identity import DlibIdentity
 from drfhq_tools.models.inception import InceptionFeatures
@@ -135,12 +135,20 @@ def test_bench_slices_cache_and_tables(fixture_dataset, fixtures, tmp_path):
         assert by[(method, "kid", "all", "all")]["std"] is not None
     assert by[("input", "identity_cosine", "all", "all")]["value"] == pytest.approx(1.0)
     assert by[("input", "lpips", "all", "all")]["value"] == pytest.approx(0.0, abs=1e-6)
+    for metric in ("fid_inf", "precision", "recall", "density", "coverage", "landmark_nme", "skin_delta_e"):
+        assert by[("color-transfer", metric, "all", "all")]["value"] is not None, metric
+    assert by[("input", "landmark_nme", "all", "all")]["value"] == 0.0 and by[("input", "skin_delta_e", "all", "all")]["value"] == 0.0
+    assert by[("color-transfer", "skin_delta_e", "all", "all")]["value"] > 2.0          # Reinhard moves skin colour visibly
     assert 0.5 < by[("color-transfer", "identity_cosine", "all", "all")]["value"] < 1.0
     assert all(r["extractor"] and len(r["weights_sha256"]) == 64 for r in first.results)
 
     # the same bench again computes nothing: every feature and value comes from the cache
     second = run_bench(BenchConfig(out=str(tmp_path / "run2"), **base), log=lambda *a: None)
-    assert second.counters == {"inception_calls": 0, "inception_images": 0, "identity_calls": 0, "lpips_calls": 0}
+    assert {k: v for k, v in second.counters.items() if k != "files_hashed"} == {
+        "inception_calls": 0, "inception_images": 0, "identity_calls": 0, "lpips_calls": 0, "landmark_images": 0, "delta_e_pairs": 0}
+    # content hashes are cached per file state: only the files this run wrote anew (its aligned real set
+    # and colour-transfer outputs) were read to hash them; the dataset's images were not
+    assert second.counters["files_hashed"] == len(reals) + len(colour)
     assert [r["value"] for r in second.results] == [r["value"] for r in first.results]
 
     # a new external method costs only its own images; missing outputs are reported and the rest used
@@ -166,11 +174,13 @@ def test_query_cli_formats(fixture_dataset, fixtures, tmp_path):
                           cache=str(tmp_path / "c.sqlite"), baselines=("input",), kid_subsets=5, bootstrap=50, limit=20),
               log=lambda *a: None)
     cli = [sys.executable, "-m", "drfhq_tools.cli", "query", str(tmp_path / "run")]
-    sql = "SELECT metric, n FROM results WHERE slice = 'all' ORDER BY metric"
+    sql = "SELECT metric, n, n_failed FROM results WHERE slice = 'all' ORDER BY metric"
     as_json = json.loads(subprocess.run([*cli, sql, "--format", "json"], capture_output=True, text=True, check=True).stdout)
-    assert [r["metric"] for r in as_json] == ["fid", "identity_cosine", "kid", "lpips"] and all(r["n"] == 20 for r in as_json)
+    assert [r["metric"] for r in as_json] == sorted(["fid", "fid_inf", "kid", "precision", "recall", "density", "coverage",
+                                                      "identity_cosine", "lpips", "landmark_nme", "skin_delta_e"])
+    assert all(r["n"] + r.get("n_failed", 0) == 20 for r in as_json)
     as_csv = subprocess.run([*cli, sql, "--format", "csv"], capture_output=True, text=True, check=True).stdout
-    assert as_csv.splitlines()[0] == "metric,n"
+    assert as_csv.splitlines()[0] == "metric,n,n_failed"
     bad = subprocess.run([*cli, "SELECT * FROM nowhere"], capture_output=True, text=True)
     assert bad.returncode == 2 and "query failed" in bad.stderr
 
@@ -189,3 +199,106 @@ def test_lpips_prefers_torchvisions_own_backbone_file(tmp_path, monkeypatch, fix
     assert own.weights_sha256 == sha256_file(target) != reference.weights_sha256
     images = _folder_images(fixtures / "aligned_gan")[:4]
     assert own(images[:2], images[2:]) == pytest.approx(reference(images[:2], images[2:]), rel=1e-6)
+
+
+def _shifted(rgb: np.ndarray, dx: int) -> np.ndarray:
+    """The image moved dx pixels to the right (left edge repeated)."""
+    out = np.empty_like(rgb)
+    out[:, dx:] = rgb[:, :-dx]
+    out[:, :dx] = rgb[:, :1]
+    return out
+
+
+def test_geometry_identity_and_outputs_of_another_size(fixture_dataset, tmp_path):
+    """An output whose face moved is measured where it moved to: landmark NME equals the shift over the
+    inter-ocular distance, and identity on the re-detected face stays high where the render's crop falls
+    off. Outputs at half the dataset's size are resized (flagged per image), never dropped; a folder with
+    nothing usable stops the bench before anything is written."""
+    from drfhq_tools.bench.metrics import inter_ocular
+
+    rows, size = dataset_rows(fixture_dataset, 16)
+    real = tmp_path / "real"
+    real.mkdir()
+    for r in rows[:12]:
+        Image.open(r["image_file"]).save(real / f"{r['id']}.png")
+    moved, half = tmp_path / "moved", tmp_path / "half"
+    moved.mkdir()
+    half.mkdir()
+    dx = 12
+    for r in rows:
+        rgb = np.asarray(Image.open(r["image_file"]).convert("RGB"))
+        Image.fromarray(_shifted(rgb, dx)).save(moved / f"{r['id']}.png")
+        Image.fromarray(rgb).resize((size // 2, size // 2), Image.LANCZOS).save(half / f"{Path(r['source_path']).stem}.png")
+    Image.new("RGB", (size, size)).save(half / "not-a-row.png")
+    base = dict(dataset=str(fixture_dataset), real=str(real), cache=str(tmp_path / "c.sqlite"), kid_subsets=5, bootstrap=100,
+                limit=16, baselines=("input", f"moved={moved}", f"half={half}"))
+    logged = []
+    run = run_bench(BenchConfig(out=str(tmp_path / "run"), **base), log=logged.append)
+    by = {(r["method"], r["metric"]): r for r in run.results if r["slice"] == "all"}
+    values = {}
+    for r in run.per_image:
+        values.setdefault((r["method"], r["metric"]), {})[r["image_id"]] = r
+    # input against itself: geometry, colour, change and identity all exactly kept
+    for metric, expected in (("landmark_nme", 0.0), ("skin_delta_e", 0.0), ("lpips", 0.0), ("identity_cosine", 1.0)):
+        assert by[("input", metric)]["value"] == pytest.approx(expected, abs=1e-6), metric
+    # moved: every found face's NME is the shift over its render's inter-ocular distance
+    found = [r for r in rows if values[("moved", "landmark_nme")][r["id"]]["value"] is not None]
+    assert len(found) >= 12 and by[("moved", "landmark_nme")]["n_failed"] == len(rows) - len(found)
+    for r in found:
+        expected = dx / inter_ocular(r["aligned_lm68"])
+        assert values[("moved", "landmark_nme")][r["id"]]["value"] == pytest.approx(expected, rel=0.25, abs=0.01)
+    assert by[("moved", "identity_cosine")]["protocol"].startswith("faces_redetected_on_each_image")
+    on_render_crop = run_bench(BenchConfig(out=str(tmp_path / "run_crop"), identity_crop="render", **base), log=lambda *a: None)
+    crop_by = {(r["method"], r["metric"]): r for r in on_render_crop.results if r["slice"] == "all"}
+    assert crop_by[("moved", "identity_cosine")]["protocol"].startswith("render_landmarks_on_both")
+    # the render's crop on a moved face loses identity that the face found again keeps
+    assert 1 - crop_by[("moved", "identity_cosine")]["value"] > 10 * (1 - by[("moved", "identity_cosine")]["value"])
+    # half: resized to the dataset's size with the filter named, each image flagged, close to the input
+    flags = {r["flag"] for r in values[("half", "lpips")].values()}
+    assert flags == {f"resized_from_{size // 2}x{size // 2}_lanczos"}
+    assert by[("half", "fid")]["n"] == 16 and "resized lanczos" in by[("half", "fid")]["protocol"]
+    assert by[("half", "landmark_nme")]["value"] < 0.05 and by[("half", "identity_cosine")]["value"] > 0.95
+    assert any("not-a-row.png" in str(line) for line in logged)
+    # nothing usable: an error that names the folder and the reason, before any table is written
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    Image.new("RGB", (size, size)).save(stray / "frame_0001.png")
+    with pytest.raises(DrfhqError, match=r"stray=.*no usable outputs.*named after a dataset row.*frame_0001.png"):
+        run_bench(BenchConfig(out=str(tmp_path / "run_bad"), **{**base, "baselines": ("input", f"stray={stray}")}), log=lambda *a: None)
+    assert not (tmp_path / "run_bad/results.duckdb").exists()
+
+
+def test_cluster_intervals_when_the_dataset_knows_identities(fixture_dataset, tmp_path):
+    """With identity_id in the manifest, intervals resample identities: the rows equal the literal
+    cluster bootstrap of the per-image values."""
+    import pyarrow as pa
+    import shutil
+
+    from drfhq_tools.bench.metrics import cluster_bootstrap_summary
+
+    data = tmp_path / "data"
+    shutil.copytree(fixture_dataset, data)
+    table = pq.read_table(data / "manifest.parquet")
+    folders = [str(Path(p).parent) for p in table.column("source_path").to_pylist()]
+    pq.write_table(table.set_column(table.schema.get_field_index("identity_id"), "identity_id", pa.array(folders)),
+                   data / "manifest.parquet")
+    run = run_bench(BenchConfig(dataset=str(data), real=str(data), out=str(tmp_path / "run"), cache=str(tmp_path / "c.sqlite"),
+                                baselines=("color-transfer",), kid_subsets=5, bootstrap=300, limit=24), log=lambda *a: None)
+    rows, _ = dataset_rows(data, 24)
+    clusters = {r["id"]: r["identity_id"] for r in rows}
+    assert len(set(clusters.values())) < len(rows)
+    per = {r["image_id"]: r["value"] for r in run.per_image if r["metric"] == "lpips"}
+    row = next(r for r in run.results if r["metric"] == "lpips" and r["slice"] == "all")
+    expected = cluster_bootstrap_summary(np.array([per[i] for i in clusters]), list(clusters.values()), 300, 0)
+    assert "cluster_bootstrap300_identity_id" in row["protocol"]
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((expected.ci_low, expected.ci_high), rel=1e-12)
+
+
+def test_decode_workers_keep_order_and_values(fixture_dataset):
+    from drfhq_tools.bench.loading import batches, load_inception_input
+
+    rows, _ = dataset_rows(fixture_dataset, 7)
+    paths = [r["image_file"] for r in rows]
+    here = [x for b in batches(paths, load_inception_input, 3, 0) for x in b]
+    pooled = [x for b in batches(paths, load_inception_input, 3, 2) for x in b]
+    assert len(here) == len(pooled) == 7 and all(np.array_equal(a, b) for a, b in zip(here, pooled))

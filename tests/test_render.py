@@ -10,6 +10,7 @@ from PIL import Image
 
 from drfhq_tools.dataset.build import build_dataset
 from drfhq_tools.dataset.config import BuildConfig
+from drfhq_tools.errors import DrfhqError
 from drfhq_tools.render.run import RenderConfig, _Descriptor, render_dataset
 
 
@@ -83,3 +84,17 @@ def test_identities_are_distinct_people_and_views_the_same_person(forty, tmp_pat
             by_identity.setdefault(r["identity_id"], []).append(d)
     same = [np.linalg.norm(a - b) for ds in by_identity.values() for a, b in itertools.combinations(ds, 2)]
     assert len(by_identity) == 3 and np.median(same) < 0.5
+
+
+def test_age_balance_uses_the_dataset_age_groups(tmp_path):
+    """render --balance age equalises the very groups build-dataset writes and bench slices by."""
+    from drfhq_tools.age_groups import DEFAULT_AGE_BINS, age_bands_within, age_group_label
+
+    out = tmp_path / "ages"
+    render_dataset(RenderConfig(out=str(out), n=6, size=64, seed=3, balance=("age",), supersample=1), log=lambda *a: None)
+    rows = _metadata(out)
+    labels = [age_group_label(float(r["age"]), DEFAULT_AGE_BINS) for r in rows]
+    assert [r["age_group"] for r in rows] == labels
+    assert sorted(labels) == sorted(label for _, _, label in age_bands_within(18, 80)) == ["20-29", "30-39", "40-49", "50-59", "60-69", "70+"]
+    with pytest.raises(DrfhqError, match="age-bins"):
+        RenderConfig(out=str(tmp_path / "x"), age_bins=(0, 30, 20)).validate()

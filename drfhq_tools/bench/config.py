@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DrfhqError
-from ..models.identity import IDENTITY_CHOICES
-from .methods import BUILTIN_METHODS, GENERATOR_METHODS, parse_baselines
+from ..models.identity import identity_names
+from .methods import BUILTIN_METHODS, GENERATOR_METHODS, RESIZE_FILTERS, parse_baselines
 
 SLICE_COLUMNS = ("gender", "age_group", "race")
+IDENTITY_CROPS = ("output", "render")
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class BenchConfig:
     baselines: tuple[str, ...] = ("input", "color-transfer")   # built-in names or NAME=DIR
     lpips_net: str = "alex"                        # alex | vgg
     lpips_random: bool = False                     # tests only: random backbone, rows named lpips_random
-    identity: str = "auto"                         # auto (ArcFace if imported, else dlib) | dlib | dlib-torch | arcface
+    identity: str = "auto"                         # networks, comma list: auto (ArcFace if imported, then dlib) | dlib | dlib-torch | arcface
+    identity_crop: str = "output"                  # output: each image's own re-detected face | render: the render's landmarks for both
     slices: tuple[str, ...] = SLICE_COLUMNS        # manifest columns to slice by
     cross: tuple[str, ...] = ()                    # crossings, e.g. "gender*age_group"
     kid_subsets: int = 100
@@ -30,6 +32,10 @@ class BenchConfig:
     fid_min_n: int = 1000                          # FID of slices smaller than this is flagged `small_n`
     device: str = "cpu"                            # cpu | cuda
     batch_size: int = 16
+    workers: int = 2                               # DataLoader processes that decode and resize (0: in the main process)
+    resize: str = "lanczos"                        # external outputs of another size are resized to the dataset's with this
+    prdc_k: int = 5                                # neighbours of precision / recall / density / coverage
+    fid_inf_points: int = 15                       # subset sizes of the FID-infinity fit
     cache: str | None = None                       # feature cache file (default: $DRFHQ_HOME/cache/bench.sqlite)
     limit: int | None = None                       # use only the first N dataset rows (quick looks)
     samples: int = 8                               # rows in the report's sample grid
@@ -55,8 +61,13 @@ class BenchConfig:
                 raise DrfhqError(f"--baselines: {name}={folder}: folder does not exist")
         if self.lpips_net not in ("alex", "vgg"):
             raise DrfhqError(f"--lpips-net {self.lpips_net}: choose alex or vgg")
-        if self.identity not in IDENTITY_CHOICES:
-            raise DrfhqError(f"--identity {self.identity}: choose one of {', '.join(IDENTITY_CHOICES)}")
+        identity_names(self.identity)
+        if self.identity_crop not in IDENTITY_CROPS:
+            raise DrfhqError(f"--identity-crop {self.identity_crop}: choose from {', '.join(IDENTITY_CROPS)}")
+        if self.resize not in RESIZE_FILTERS:
+            raise DrfhqError(f"--resize {self.resize}: choose from {', '.join(RESIZE_FILTERS)}")
+        if self.workers < 0 or self.prdc_k < 1 or self.fid_inf_points < 3:
+            raise DrfhqError("--workers must be >= 0, --prdc-k >= 1, --fid-inf-points >= 3")
         for cross in self.cross:
             parts = cross.split("*")
             if len(parts) < 2 or any(p not in SLICE_COLUMNS for p in parts):

@@ -10,7 +10,7 @@ bench runs `translate` for them into its own methods/ folder.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -59,15 +59,19 @@ def reinhard_transfer(rgb: np.ndarray, target_mean: np.ndarray, target_std: np.n
     return lab_to_rgb((lab - mean) * gain + target_mean)
 
 
+RESIZE_FILTERS = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+
+
 @dataclass
 class MethodOutputs:
     name: str
-    paths: dict[str, Path]                 # dataset row id -> output image
+    paths: dict[str, Path]                 # dataset row id -> output image (at the dataset's size)
     missing: list[str]                     # row ids without an output
-    wrong_size: list[str]                  # row ids whose output is not the dataset's size (left out)
+    resized: dict[str, str]                # row id -> the output's own size ("512x512"), for outputs resized to the dataset's
     extra: list[str]                       # files in the folder that match no row
     source: str                            # 'built-in', the folder, or the train run (generator methods)
     provenance: dict | None = None         # generator methods: checkpoint hashes, translate settings and key
+    unreadable: list[str] = field(default_factory=list)   # "file: reason" for matched files that do not decode
 
 
 def parse_baselines(text: str | tuple) -> list[tuple[str, str | None]]:
@@ -87,13 +91,17 @@ def parse_baselines(text: str | tuple) -> list[tuple[str, str | None]]:
     return parsed
 
 
-def match_folder(name: str, folder: Path, rows: list[dict], size: int) -> MethodOutputs:
-    """Match a folder of outputs to dataset rows by id, then by the source file's stem."""
+def match_folder(name: str, folder: Path, rows: list[dict], size: int, resize: str, resized_dir: Path,
+                 file_sha256) -> MethodOutputs:
+    """Match a folder of outputs to dataset rows by id, then by the source file's stem. Outputs of another
+    size are resized to the dataset's with `resize` (a copy under `resized_dir`, named by the output's
+    content hash, so it is made once). A method with fewer than two usable outputs is an error that
+    says why."""
     files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     by_stem: dict[str, list[Path]] = {}
     for p in files:
         by_stem.setdefault(p.stem, []).append(p)
-    paths, missing, wrong, used = {}, [], [], set()
+    paths, missing, resized, unreadable, used = {}, [], {}, [], set()
     for row in rows:
         candidates = by_stem.get(row["id"]) or by_stem.get(Path(row["source_path"]).stem) or []
         if len(candidates) != 1:
@@ -101,13 +109,34 @@ def match_folder(name: str, folder: Path, rows: list[dict], size: int) -> Method
             continue
         path = candidates[0]
         used.add(path)
-        with Image.open(path) as img:
-            if img.size != (size, size):
-                wrong.append(row["id"])
-                continue
+        try:
+            with Image.open(path) as img:
+                own = img.size
+                if own != (size, size):
+                    target = resized_dir / f"{file_sha256([path])[0][:24]}-{size}-{resize}.png"
+                    if not target.is_file():
+                        from ..io import atomic_save_image
+
+                        atomic_save_image(target, img.convert("RGB").resize((size, size), RESIZE_FILTERS[resize]))
+                    resized[row["id"]] = f"{own[0]}x{own[1]}"
+                    path = target
+        except (OSError, ValueError) as exc:
+            unreadable.append(f"{path.relative_to(folder)}: {exc}")
+            missing.append(row["id"])
+            continue
         paths[row["id"]] = path
     extra = [str(p.relative_to(folder)) for p in files if p not in used]
-    return MethodOutputs(name, paths, missing, wrong, extra, str(folder))
+    if len(paths) < 2:
+        if not files:
+            reason = "it holds no image files"
+        elif unreadable:
+            reason = f"{len(unreadable)} matched file(s) cannot be read, e.g. {unreadable[0]}"
+        else:
+            reason = (f"{len(paths)} of its {len(files)} image files are named after a dataset row (file stem = row id or the "
+                      f"render's own stem, e.g. {rows[0]['id']} or {Path(rows[0]['source_path']).stem}); unmatched: "
+                      f"{', '.join(extra[:3])}")
+        raise DrfhqError(f"--baselines {name}={folder}: no usable outputs (needs at least two): {reason}")
+    return MethodOutputs(name, paths, missing, resized, extra, str(folder), unreadable=unreadable)
 
 
 BuiltinMethod = Callable[[list[dict], Path, dict], dict[str, Path]]

@@ -1,9 +1,13 @@
 """`drfhq bench`: features once per image, per-image values, then every metric for every slice.
 
-Flow: dataset rows (status ok) -> each method's outputs -> Inception features of the real set and of
-every output, identity embeddings and LPIPS of (input, output) pairs, all through the feature cache
--> per_image values -> FID / KID / mean-with-interval per (method, slice, group) -> results tables in
-DuckDB and Parquet -> rich table and HTML report.
+Flow: dataset rows (status ok) -> each method's outputs (external folders matched, and resized to the
+dataset's size, before anything is computed) -> through the feature cache, with images decoded by
+DataLoader workers: Inception features of the real set and of every output; every render's and
+output's face found again (68 landmarks); identity embeddings of each face where it was found; LPIPS
+and skin CIEDE2000 of (render, output) pairs -> per_image values -> per (method, slice, group): FID,
+FID-infinity, KID, precision / recall / density / coverage, and each per-image metric's mean with a
+95% interval (clusters of identity_id resampled when the dataset has them) -> results tables in DuckDB
+and Parquet -> rich table and HTML report.
 """
 
 from __future__ import annotations
@@ -19,18 +23,21 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ..dataset.decode import IMAGE_SUFFIXES
+from ..dataset.paste import skin_mask
 from ..dataset.rows import dataset_rows
 from ..errors import DrfhqError
-from ..io import FolderLock, atomic_write_json, sha256_file
-from ..models.identity import identity_network
+from ..io import FolderLock, atomic_write_json
+from ..models.identity import IDENTITY_SHORT, identity_names, identity_network
 from ..models.inception import PREPROCESSING as INCEPTION_PREP
 from ..models.inception import InceptionFeatures
 from ..models.lpips_net import LpipsDistance
 from ..models.weights import home
 from .cache import FeatureCache
 from .config import BenchConfig
+from .loading import batches, load_inception_input, load_pair, load_rgb
 from .methods import BUILTIN_METHODS, GENERATOR_METHODS, MethodOutputs, lab_statistics, match_folder, parse_baselines
-from .metrics import FrechetReference, bootstrap_summary, cosine_similarity, kernel_inception_distance
+from .metrics import (FrechetReference, cluster_bootstrap_summary, cosine_similarity, fid_infinity, kernel_inception_distance,
+                      landmark_nme, mean_delta_e, prdc)
 
 
 @dataclass
@@ -73,17 +80,25 @@ def real_images(real: Path, out: Path, size: int, progress, log=print) -> list[P
 
 
 class _Extractors:
-    """Networks built on first use, with every value routed through the cache."""
+    """Networks built on first use, with every value routed through the cache; images decoded by
+    DataLoader workers."""
 
     def __init__(self, config: BenchConfig, cache: FeatureCache):
         self.config, self.cache = config, cache
-        self._inception = self._identity = self._lpips = None
+        self._inception = self._lpips = None
+        self._identity: dict[str, object] = {}
         self._hashes: dict[str, str] = {}
+        self.counts = {"landmark_images": 0, "delta_e_pairs": 0}
+
+    def hash_all(self, paths) -> None:
+        """Content hashes of many files at once (cached per file state in the feature cache)."""
+        todo = list(dict.fromkeys(str(p) for p in paths if str(p) not in self._hashes))
+        self._hashes.update(zip(todo, self.cache.file_sha256(todo)))
 
     def sha(self, path) -> str:
         path = str(path)
         if path not in self._hashes:
-            self._hashes[path] = sha256_file(path)
+            self.hash_all([path])
         return self._hashes[path]
 
     @property
@@ -92,11 +107,10 @@ class _Extractors:
             self._inception = InceptionFeatures(self.config.device)
         return self._inception
 
-    @property
-    def identity(self):
-        if self._identity is None:
-            self._identity = identity_network(self.config.identity, self.config.device)
-        return self._identity
+    def identity(self, name: str):
+        if name not in self._identity:
+            self._identity[name] = identity_network(name, self.config.device)
+        return self._identity[name]
 
     @property
     def lpips(self) -> LpipsDistance:
@@ -104,24 +118,28 @@ class _Extractors:
             self._lpips = LpipsDistance(self.config.lpips_net, self.config.device, self.config.lpips_random)
         return self._lpips
 
-    def _cached(self, keys: list[str], compute, items: list, progress=None, label="") -> list[np.ndarray]:
+    def _cached(self, keys: list[str], items: list, load, compute, progress=None, precision: str = "float32") -> list[np.ndarray]:
+        """Values for keys: from the cache, or `compute([load(item), ...])` on batches of the missing
+        ones (each distinct key once), decoded by DataLoader workers."""
         found = self.cache.get_many(keys)
-        todo = [i for i, k in enumerate(keys) if k not in found]
-        step = self.config.batch_size
-        for start in range(0, len(todo), step):
-            chunk = todo[start:start + step]
-            values = compute([items[i] for i in chunk])
+        todo = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in found}.values())[::-1]
+        done = 0
+        for loaded in batches([items[i] for i in todo], load, self.config.batch_size, self.config.workers):
+            chunk = todo[done:done + len(loaded)]
+            values = compute(loaded)
             fresh = {keys[i]: np.asarray(v) for i, v in zip(chunk, values)}
-            self.cache.put_many(fresh)
+            self.cache.put_many(fresh, self.config.device, precision)
             found.update(fresh)
+            done += len(loaded)
             if progress:
-                progress(min(start + step, len(todo)), len(todo))
+                progress(done, len(todo))
         return [found[k] for k in keys]
 
     def inception_features(self, paths: list[Path], progress=None) -> np.ndarray:
         net_key = self._inception_key()
+        self.hash_all(paths)
         keys = [FeatureCache.key("inception", net_key, INCEPTION_PREP, self.sha(p)) for p in paths]
-        values = self._cached(keys, lambda chunk: self.inception([_load_image(p) for p in chunk]), paths, progress)
+        values = self._cached(keys, paths, load_inception_input, lambda chunk: self.inception.forward_resized(chunk), progress)
         return np.stack(values) if values else np.zeros((0, 2048))
 
     def _inception_key(self) -> str:
@@ -132,23 +150,77 @@ class _Extractors:
         self.inception_sha256 = model.sha256
         return model.sha256
 
-    def identity_embeddings(self, paths: list[Path], rows: list[dict]) -> np.ndarray:
-        net = self.identity
-        keys = [FeatureCache.key("identity", net.name, net.weights_sha256, net.preprocessing, self.sha(p),
-                                 hashlib.sha256(np.round(r["aligned_lm68"], 2).tobytes()).hexdigest()[:16])
-                for p, r in zip(paths, rows)]
-        items = list(zip(paths, rows))
-        values = self._cached(keys, lambda chunk: net([_load_image(p) for p, _ in chunk], [r["aligned_lm5"] for _, r in chunk],
-                                                      [r["aligned_lm68"] for _, r in chunk]), items)
-        return np.stack(values)
+    def landmarks(self, paths: list[Path], progress=None) -> np.ndarray:
+        """N x 73 x 2: each image's face found again (68 points, then dlib's 5); NaN where none is found."""
+        from ..models import faces
+
+        self.hash_all(paths)
+        keys = [FeatureCache.key("landmarks", faces.REDETECT_PROTOCOL, self.landmark_weights()[:16], self.sha(p)) for p in paths]
+
+        def compute(chunk):
+            self.counts["landmark_images"] += len(chunk)
+            return [v if (v := faces.redetect_landmarks(rgb)) is not None else np.full((73, 2), np.nan) for rgb in chunk]
+        values = self._cached(keys, paths, load_rgb, compute, progress, precision="float64")
+        return np.stack(values) if values else np.zeros((0, 73, 2))
+
+    @staticmethod
+    def landmark_weights() -> str:
+        from ..models.faces import model_names
+        from ..models.weights import resolve
+
+        return hashlib.sha256("".join(resolve(n).sha256 for n in model_names("hog+cnn")).encode()).hexdigest()
+
+    def identity_embeddings(self, name: str, paths: list[Path], lm5: np.ndarray, lm68: np.ndarray) -> np.ndarray:
+        """N x D embeddings from the faces at the given landmarks; NaN rows where the landmarks are NaN."""
+        net = self.identity(name)
+        ok = [i for i in range(len(paths)) if np.isfinite(lm68[i]).all()]
+        keys = [FeatureCache.key("identity", net.name, net.weights_sha256, net.preprocessing, self.sha(paths[i]),
+                                 hashlib.sha256(np.round(lm68[i], 2).tobytes() + np.round(lm5[i], 2).tobytes()).hexdigest()[:16])
+                for i in ok]
+        items = [(paths[i], lm5[i], lm68[i]) for i in ok]
+        values = self._cached(keys, items, _load_with_landmarks,
+                              lambda chunk: net([c[0] for c in chunk], [c[1] for c in chunk], [c[2] for c in chunk]),
+                              precision="float64" if "dlib-resnet-v1" == net.name else "float32")
+        dim = len(values[0]) if values else 128
+        out = np.full((len(paths), dim), np.nan)
+        for i, v in zip(ok, values):
+            out[i] = v
+        return out
 
     def lpips_values(self, inputs: list[Path], outputs: list[Path]) -> np.ndarray:
         net = self.lpips
         keys = [FeatureCache.key("lpips", net.name, net.weights_sha256, "pm1-full-res", self.sha(a), self.sha(b))
                 for a, b in zip(inputs, outputs)]
-        items = list(zip(inputs, outputs))
-        values = self._cached(keys, lambda chunk: net([_load_image(a) for a, _ in chunk], [_load_image(b) for _, b in chunk]), items)
+        values = self._cached(keys, list(zip(inputs, outputs)), load_pair,
+                              lambda chunk: net([a for a, _ in chunk], [b for _, b in chunk]))
         return np.asarray([float(v) for v in values])
+
+    def skin_delta_e(self, inputs: list[Path], outputs: list[Path], reference68: np.ndarray, size: int) -> np.ndarray:
+        """Mean CIEDE2000 over the render's skin region (from its landmarks), at most 256 px."""
+        side = min(size, DELTA_E_SIDE)
+        keys = [FeatureCache.key("skin_delta_e", DELTA_E_PROTOCOL.format(side=side), self.sha(a), self.sha(b),
+                                 hashlib.sha256(np.round(lm, 2).tobytes()).hexdigest()[:16])
+                for a, b, lm in zip(inputs, outputs, reference68)]
+        items = [(a, b, (lm + 0.5) * side / size - 0.5, side) for a, b, lm in zip(inputs, outputs, reference68)]   # pixel centres
+
+        def compute(chunk):
+            self.counts["delta_e_pairs"] += len(chunk)
+            return [np.float64(mean_delta_e(a, b, skin_mask(lm, a.shape[:2]))) for a, b, lm in chunk]
+        return np.asarray([float(v) for v in self._cached(keys, items, _load_pair_at, compute, precision="float64")])
+
+
+DELTA_E_SIDE = 256
+DELTA_E_PROTOCOL = "ciede2000-pixelwise-{side}px-area-skin-from-render-landmarks"
+
+
+def _load_with_landmarks(item):
+    return load_rgb(item[0]), item[1], item[2]
+
+
+def _load_pair_at(item):
+    a, b, lm, side = item
+    resize = lambda rgb: rgb if rgb.shape[0] == side else np.asarray(Image.fromarray(rgb).resize((side, side), Image.BOX))
+    return resize(load_rgb(a)), resize(load_rgb(b)), lm
 
 
 def _groups(rows: list[dict], config: BenchConfig) -> list[tuple[str, str, list[str]]]:
@@ -163,11 +235,25 @@ def _groups(rows: list[dict], config: BenchConfig) -> list[tuple[str, str, list[
     return out
 
 
+def _per_image_summary(values: np.ndarray, clusters, config: BenchConfig) -> tuple[dict, int]:
+    """(value, std, ci_low, ci_high, flag) of a slice's finite per-image values, and how many were not finite."""
+    finite = np.isfinite(values)
+    kept = values[finite]
+    n = len(kept)
+    summary = cluster_bootstrap_summary(kept, None if clusters is None else [c for c, f in zip(clusters, finite) if f],
+                                        config.bootstrap, config.seed)
+    row = {"value": summary.mean if n else None, "std": summary.std if n > 1 else None,
+           "ci_low": summary.ci_low if n > 1 else None, "ci_high": summary.ci_high if n > 1 else None,
+           "flag": None if n > 1 else ("too_few" if n == 0 else "single")}
+    return row, int((~finite).sum())
+
+
 def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
     config.validate()
     dataset, out = Path(config.dataset), Path(config.out)
     methods_spec = parse_baselines(config.baselines)
     rows, size = dataset_rows(dataset, config.limit)
+    identity_choices = identity_names(config.identity)
     out.mkdir(parents=True, exist_ok=True)
     created = dt.datetime.now(dt.timezone.utc)
     run_id = created.strftime("%Y%m%dT%H%M%S") + "-" + hashlib.sha256(json.dumps(
@@ -175,6 +261,10 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
     with FolderLock(out, "drfhq bench"):
         cache = FeatureCache(config.cache or home() / "cache" / "bench.sqlite")
         ex = _Extractors(config, cache)
+        # external folders first: a folder with nothing usable stops the run before anything is computed
+        external = {name: match_folder(name, Path(folder), rows, size, config.resize, out / "methods" / name / "resized",
+                                       lambda paths: [ex.sha(p) for p in paths])
+                    for name, folder in methods_spec if folder is not None}
         reals = real_images(Path(config.real), out, size, progress, log)
         if len(reals) < 2:
             raise DrfhqError(f"{config.real}: fewer than two usable real images")
@@ -190,74 +280,92 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
 
         context = {"real_lab_stats": real_lab_stats, "config": config, "size": size, "progress": progress, "log": log}
         by_id = {r["id"]: r for r in rows}
+        has_identities = any(r.get("identity_id") for r in rows)
+        cluster_of = {r["id"]: (r.get("identity_id") or f"row:{r['id']}") for r in rows} if has_identities else None
+        interval = (f"mean_cluster_bootstrap{config.bootstrap}_identity_id_seed{config.seed}" if has_identities
+                    else f"mean_bootstrap{config.bootstrap}_seed{config.seed}")
         methods: list[MethodOutputs] = []
         for name, folder in methods_spec:
             if folder is None:
                 paths = {**BUILTIN_METHODS, **GENERATOR_METHODS}[name](rows, out / "methods" / name, context)
                 provenance = context.get("provenance", {}).get(name)
-                methods.append(MethodOutputs(name, paths, [r["id"] for r in rows if r["id"] not in paths], [], [],
+                methods.append(MethodOutputs(name, paths, [r["id"] for r in rows if r["id"] not in paths], {}, [],
                                              config.ckpt if provenance else "built-in", provenance))
             else:
-                methods.append(match_folder(name, Path(folder), rows, size))
+                methods.append(external[name])
             m = methods[-1]
-            if m.missing or m.wrong_size or m.extra:
-                log(f"[yellow]{name}: {len(m.paths)} of {len(rows)} outputs usable; missing {len(m.missing)} "
-                    f"{m.missing[:5]}, wrong size {len(m.wrong_size)} {m.wrong_size[:5]}, extra {len(m.extra)} {m.extra[:5]}; "
-                    "its metrics use the rows it has[/]")
+            if m.missing or m.resized or m.extra or m.unreadable:
+                log(f"[yellow]{name}: {len(m.paths)} of {len(rows)} outputs usable; missing {len(m.missing)} {m.missing[:5]}; "
+                    f"resized to {size}px with {config.resize}: {len(m.resized)}; unreadable {len(m.unreadable)} {m.unreadable[:3]}; "
+                    f"matching no dataset row (left out): {len(m.extra)} {m.extra[:5]}[/]")
+            if len(m.paths) < 2:
+                raise DrfhqError(f"{name}: fewer than two outputs ({len(m.paths)} of {len(rows)} rows)")
         created_at = created.isoformat(timespec="seconds")
         per_image, results = [], []
         groups = _groups(rows, config)
+        lpips_metric = "lpips_random" if config.lpips_random else "lpips"
+        inc = dict(extractor=InceptionFeatures.name)
+        landmark_extractor = dict(extractor=f"dlib-68pt ({faces_protocol()})", weights_sha256=ex.landmark_weights())   # all three dlib files
         for method in methods:
             ids = [r["id"] for r in rows if r["id"] in method.paths]
-            if len(ids) < 2:
-                log(f"[red]{method.name}: fewer than two outputs; skipped[/]")
-                continue
             outputs = [method.paths[i] for i in ids]
             inputs = [Path(by_id[i]["image_file"]) for i in ids]
+            ex.hash_all([*inputs, *outputs])
             feats = dict(zip(ids, ex.inception_features(outputs, progress)))
-            id_in = ex.identity_embeddings(inputs, [by_id[i] for i in ids])
-            id_out = ex.identity_embeddings(outputs, [by_id[i] for i in ids])
-            cos = dict(zip(ids, cosine_similarity(id_in, id_out)))
-            lp = dict(zip(ids, ex.lpips_values(inputs, outputs)))
-            id_net, lp_net = ex.identity, ex.lpips
-            lpips_metric = "lpips_random" if config.lpips_random else "lpips"
+            inc["weights_sha256"] = ex.inception_sha256
+            # geometry: every face found again, the render's as well (one detector on both sides, so an
+            # unchanged image scores exactly 0); a render it misses keeps the dataset's own landmarks
+            lm_in, lm_out = ex.landmarks(inputs, progress), ex.landmarks(outputs, progress)
+            dataset_lm = np.stack([np.concatenate([by_id[i]["aligned_lm68"], by_id[i]["aligned_lm5"]]) for i in ids])
+            lm_ref = np.where(np.isfinite(lm_in).all(axis=(1, 2))[:, None, None], lm_in, dataset_lm)
+            found = np.isfinite(lm_out).all(axis=(1, 2))
+            nme = np.array([landmark_nme(lm_ref[k, :68], lm_out[k, :68]) if found[k] else np.nan for k in range(len(ids))])
+            delta_e = ex.skin_delta_e(inputs, outputs, lm_ref[:, :68], size)
+            if config.identity_crop == "output":
+                id_lm_in, id_lm_out, id_protocol = lm_ref, lm_out, "faces_redetected_on_each_image"
+            else:
+                id_lm_in = id_lm_out = dataset_lm
+                id_protocol = "render_landmarks_on_both"
+            per_metric = {}          # metric -> (values by id, extractor fields, protocol)
+            for k, name in enumerate(identity_choices):
+                net = ex.identity(name)
+                e_in = ex.identity_embeddings(name, inputs, id_lm_in[:, 68:], id_lm_in[:, :68])
+                e_out = ex.identity_embeddings(name, outputs, id_lm_out[:, 68:], id_lm_out[:, :68])
+                metric = "identity_cosine" if k == 0 else f"identity_cosine_{IDENTITY_SHORT[name]}"
+                per_metric[metric] = (dict(zip(ids, cosine_similarity(e_in, e_out))),
+                                      dict(extractor=net.name, weights_sha256=net.weights_sha256), id_protocol)
+            lp_net = ex.lpips
+            per_metric[lpips_metric] = (dict(zip(ids, ex.lpips_values(inputs, outputs))),
+                                        dict(extractor=lp_net.name, weights_sha256=lp_net.weights_sha256), "full_resolution_pm1")
+            per_metric["landmark_nme"] = (dict(zip(ids, nme)), landmark_extractor, "nme_68pt_inter_ocular_outer_corners_redetected")
+            per_metric["skin_delta_e"] = (dict(zip(ids, delta_e)), dict(extractor="ciede2000 on dlib-68pt skin", weights_sha256=landmark_extractor["weights_sha256"]),
+                                          DELTA_E_PROTOCOL.format(side=min(size, DELTA_E_SIDE)))
+            resize_note = f"; outputs resized {config.resize}" if method.resized else ""
             for i in ids:
-                per_image.append(dict(run_id=run_id, method=method.name, image_id=i, metric="identity_cosine",
-                                      value=float(cos[i]), extractor=id_net.name, weights_sha256=id_net.weights_sha256))
-                per_image.append(dict(run_id=run_id, method=method.name, image_id=i, metric=lpips_metric,
-                                      value=float(lp[i]), extractor=lp_net.name, weights_sha256=lp_net.weights_sha256))
+                flags = [f"resized_from_{method.resized[i]}_{config.resize}"] if i in method.resized else []
+                for metric, (values, extractor, _) in per_metric.items():
+                    value = float(values[i])
+                    flag = flags + (["no_face_found"] if not np.isfinite(value) else [])
+                    per_image.append(dict(run_id=run_id, method=method.name, image_id=i, metric=metric,
+                                          value=value if np.isfinite(value) else None, flag=";".join(flag) or None, **extractor))
             available = set(ids)
             for slice_name, group, group_ids in groups:
                 members = [i for i in group_ids if i in available]
                 n = len(members)
                 base = dict(run_id=run_id, method=method.name, slice=slice_name, grp=group, n=n, created_at=created_at,
-                            n_missing=len(group_ids) - n)
-                inc = dict(extractor=InceptionFeatures.name, weights_sha256=ex.inception_sha256)
-                if n >= 2:
-                    block = np.stack([feats[i] for i in members])
-                    fid = reference.distance(block)
-                    kid = kernel_inception_distance(block, real_feats, config.kid_subsets, config.kid_subset_size, config.seed)
-                    results.append({**base, **inc, "metric": "fid", "value": fid, "std": None, "ci_low": None, "ci_high": None,
-                                    "protocol": f"fid_clean_n{n}_vs_real{len(reals)}",
-                                    "flag": "small_n" if n < config.fid_min_n else None})
-                    results.append({**base, **inc, "metric": "kid", "value": kid.mean, "std": kid.std, "ci_low": None, "ci_high": None,
-                                    "protocol": f"kid_clean_subsets{kid.subsets}x{kid.subset_size}_seed{config.seed}",
-                                    "flag": "subset_reduced" if kid.subset_size < config.kid_subset_size else None})
-                else:
-                    for metric in ("fid", "kid"):
-                        results.append({**base, **inc, "metric": metric, "value": None, "std": None, "ci_low": None,
-                                        "ci_high": None, "protocol": None, "flag": "too_few"})
-                for metric, values, net in (("identity_cosine", cos, id_net), (lpips_metric, lp, lp_net)):
-                    s = bootstrap_summary(np.array([values[i] for i in members]), config.bootstrap, config.seed)
-                    results.append({**base, "metric": metric, "value": s.mean if n else None, "std": s.std if n > 1 else None,
-                                    "ci_low": s.ci_low if n > 1 else None, "ci_high": s.ci_high if n > 1 else None,
-                                    "extractor": net.name, "weights_sha256": net.weights_sha256,
-                                    "protocol": f"mean_bootstrap{config.bootstrap}_seed{config.seed}",
-                                    "flag": None if n > 1 else ("too_few" if n == 0 else "single")})
+                            n_missing=len(group_ids) - n, n_failed=0)
+                results.extend(_set_metric_rows(base, inc, members, feats, real_feats, reference, config, resize_note))
+                clusters = [cluster_of[i] for i in members] if cluster_of else None
+                for metric, (values, extractor, protocol) in per_metric.items():
+                    summary, failed = _per_image_summary(np.array([values[i] for i in members], dtype=np.float64), clusters, config)
+                    results.append({**base, **extractor, **summary, "metric": metric, "n": n - failed, "n_failed": failed,
+                                    "protocol": f"{protocol};{interval}{resize_note}"})
         counters = {"inception_calls": ex._inception.calls if ex._inception else 0,
                     "inception_images": ex._inception.images if ex._inception else 0,
-                    "identity_calls": ex._identity.calls if ex._identity else 0,
-                    "lpips_calls": ex._lpips.calls if ex._lpips else 0}
+                    "identity_calls": sum(net.calls for net in ex._identity.values()),
+                    "lpips_calls": ex._lpips.calls if ex._lpips else 0,
+                    "landmark_images": ex.counts["landmark_images"], "delta_e_pairs": ex.counts["delta_e_pairs"],
+                    "files_hashed": cache.hashed}
         cache.close()
         run = BenchRun(run_id, out, results, per_image, methods, counters)
         from .store import write_run
@@ -269,6 +377,44 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
         atomic_write_json(out / f"bench-{run_id}.json", {"run_id": run_id, "config": config, "counters": counters,
                                                           "real_images": len(reals), "dataset_rows": len(rows),
                                                           "methods": [{"name": m.name, "source": m.source, "outputs": len(m.paths),
-                                                                       "provenance": m.provenance, "missing": m.missing, "wrong_size": m.wrong_size,
-                                                                       "extra": m.extra} for m in methods]})
+                                                                       "provenance": m.provenance, "missing": m.missing, "resized": m.resized,
+                                                                       "unreadable": m.unreadable, "extra": m.extra} for m in methods]})
     return run
+
+
+def faces_protocol() -> str:
+    from ..models.faces import REDETECT_PROTOCOL
+
+    return REDETECT_PROTOCOL
+
+
+def _set_metric_rows(base: dict, inc: dict, members: list[str], feats: dict, real_feats: np.ndarray,
+                     reference: FrechetReference, config: BenchConfig, note: str) -> list[dict]:
+    """FID, FID-infinity, KID and precision / recall / density / coverage of one slice against the real set."""
+    n = len(members)
+    empty = {"std": None, "ci_low": None, "ci_high": None}
+    metrics = ("fid", "fid_inf", "kid", "precision", "recall", "density", "coverage")
+    if n < 2:
+        return [{**base, **inc, **empty, "metric": m, "value": None, "protocol": None, "flag": "too_few"} for m in metrics]
+    block = np.stack([feats[i] for i in members])
+    small = "small_n" if n < config.fid_min_n else None
+    out = [{**base, **inc, **empty, "metric": "fid", "value": reference.distance(block),
+            "protocol": f"fid_clean_n{n}_vs_real{len(real_feats)}{note}", "flag": small}]
+    inf = fid_infinity(block, reference, config.fid_inf_points, config.seed)
+    out.append({**base, **inc, **empty, "metric": "fid_inf", "value": inf.value if inf else None,
+                "protocol": (f"fid_inf_chong_forsyth_{len(inf.sizes)}sizes_{inf.sizes[0]}-{inf.sizes[-1]}_seed{config.seed}{note}"
+                             if inf else None), "flag": None if inf else "too_few"})
+    kid = kernel_inception_distance(block, real_feats, config.kid_subsets, config.kid_subset_size, config.seed)
+    out.append({**base, **inc, **empty, "metric": "kid", "value": kid.mean, "std": kid.std,
+                "protocol": f"kid_clean_subsets{kid.subsets}x{kid.subset_size}_seed{config.seed}{note}",
+                "flag": "subset_reduced" if kid.subset_size < config.kid_subset_size else None})
+    if n > config.prdc_k and len(real_feats) > config.prdc_k:
+        p = prdc(real_feats, block, config.prdc_k)
+        values = {"precision": p.precision, "recall": p.recall, "density": p.density, "coverage": p.coverage}
+        flag = None
+    else:
+        values, flag = dict.fromkeys(("precision", "recall", "density", "coverage")), "too_few"
+    for metric, value in values.items():
+        out.append({**base, **inc, **empty, "metric": metric, "value": value, "flag": flag,
+                    "protocol": f"prdc_k{config.prdc_k}_inception_vs_real{len(real_feats)}{note}" if value is not None else None})
+    return out

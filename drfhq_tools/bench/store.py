@@ -21,14 +21,16 @@ from ..io import atomic_write_parquet
 RESULTS_SCHEMA = pa.schema([
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("method", pa.string(), nullable=False),
-    pa.field("metric", pa.string(), nullable=False),      # fid | kid | identity_cosine | lpips | lpips_random
+    pa.field("metric", pa.string(), nullable=False),      # see README "Metrics": fid, fid_inf, kid, precision, recall, density,
+                                                          # coverage, identity_cosine[_net], lpips, landmark_nme, skin_delta_e
     pa.field("slice", pa.string(), nullable=False),       # all | gender | age_group | race | crossings a*b
     pa.field("grp", pa.string(), nullable=False),         # group value; 'all' for the overall row
-    pa.field("n", pa.int64(), nullable=False),            # images of this method in the group
+    pa.field("n", pa.int64(), nullable=False),            # images the value is over
     pa.field("n_missing", pa.int64()),                    # dataset rows in the group without an output
+    pa.field("n_failed", pa.int64()),                     # outputs without a value (no face found again), counted, not dropped silently
     pa.field("value", pa.float64()),
     pa.field("std", pa.float64()),                        # KID: over subsets; per-image metrics: over images
-    pa.field("ci_low", pa.float64()),                     # 95% bootstrap interval of the mean
+    pa.field("ci_low", pa.float64()),                     # 95% bootstrap interval of the mean (clusters = identity_id when known)
     pa.field("ci_high", pa.float64()),
     pa.field("flag", pa.string()),                        # small_n | subset_reduced | too_few | single
     pa.field("protocol", pa.string()),                    # how the number was made (sample counts, seeds)
@@ -42,7 +44,8 @@ PER_IMAGE_SCHEMA = pa.schema([
     pa.field("method", pa.string(), nullable=False),
     pa.field("image_id", pa.string(), nullable=False),
     pa.field("metric", pa.string(), nullable=False),
-    pa.field("value", pa.float64()),
+    pa.field("value", pa.float64()),                      # null where it could not be measured (see flag)
+    pa.field("flag", pa.string()),                        # no_face_found; resized_from_WxH_FILTER (';'-joined)
     pa.field("extractor", pa.string(), nullable=False),
     pa.field("weights_sha256", pa.string(), nullable=False),
 ])
@@ -70,9 +73,12 @@ METHODS_SCHEMA = pa.schema([          # where each method's images came from (on
 
 
 def _append(existing: Path, new: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Earlier runs' rows, then the new ones; columns added since an earlier run are null in its rows."""
     if existing.is_file():
-        old = pq.read_table(existing, schema=schema)
-        return pa.concat_tables([old, new])
+        old = pq.read_table(existing)
+        columns = [old.column(f.name).cast(f.type) if f.name in old.column_names else pa.nulls(len(old), f.type)
+                   for f in schema]
+        return pa.concat_tables([pa.Table.from_arrays(columns, schema=schema), new])
     return new
 
 

@@ -7,13 +7,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..age_groups import DEFAULT_AGE_BINS, validate_age_bins
 from ..errors import DrfhqError
 from ..models.faces import DETECTORS, resolve_detector
 from .decode import BACKGROUNDS
 from .dedup import DEFAULT_NEAR_THRESHOLD, HASH_BITS
 
 MULTI_FACE_POLICIES = ("largest", "center", "reject")
-DEFAULT_AGE_BINS = (0, 3, 10, 20, 30, 40, 50, 60, 70)   # FairFace's groups: 0-2, 3-9, ..., 70+
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,8 @@ class BuildConfig:
             raise DrfhqError(f"--background {self.background}: choose one of {', '.join(BACKGROUNDS)}")
         if not (0 <= self.near_threshold < HASH_BITS // 4):
             raise DrfhqError(f"--near-threshold {self.near_threshold}: must be in 0..{HASH_BITS // 4 - 1} bits")
-        bins = list(self.age_bins)
-        if not bins or bins != sorted(set(bins)) or bins[0] != 0:
-            raise DrfhqError(f"--age-bins {','.join(map(str, bins))}: must be increasing lower edges starting at 0")
+        if validate_age_bins(self.age_bins):
+            raise DrfhqError(f"--age-bins {','.join(map(str, self.age_bins))}: must be increasing lower edges starting at 0")
         if self.min_face_px < 0 or self.max_pixels < 64:
             raise DrfhqError("--min-face-px must be >= 0 and --max-pixels >= 64")
 

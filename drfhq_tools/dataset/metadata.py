@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from ..age_groups import age_group_label, age_group_labels  # noqa: F401  (re-exported: one binning everywhere)
 from ..errors import DrfhqError
 
 PATH_KEYS = ("source_path", "path", "relpath", "relative_path", "file", "filename")
@@ -42,20 +43,6 @@ def normalise_label(value) -> str | None:
         return None
     text = re.sub(r"[\s\-/]+", "_", str(value).strip().lower())
     return text or None
-
-
-def age_group_label(years: float | None, bins: tuple[int, ...]) -> str | None:
-    if years is None or (isinstance(years, float) and math.isnan(years)):
-        return None
-    for i, lo in enumerate(bins):
-        hi = bins[i + 1] if i + 1 < len(bins) else None
-        if hi is None or years < hi:
-            return f"{lo}+" if hi is None else f"{lo}-{hi - 1}"
-    return None
-
-
-def age_group_labels(bins: tuple[int, ...]) -> list[str]:
-    return [age_group_label(float(lo), bins) for lo in bins]
 
 
 @dataclass(frozen=True)

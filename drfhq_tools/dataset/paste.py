@@ -23,7 +23,8 @@ REGIONS = ("face", "head")
 _FOREHEAD = 0.8     # forehead height above the brows, as a fraction of the brow-to-nose-base distance
 
 
-def face_polygon(landmarks68: np.ndarray, region: str = "face", quad: np.ndarray | None = None) -> np.ndarray:
+def face_polygon(landmarks68: np.ndarray, region: str = "face", quad: np.ndarray | None = None,
+                 forehead: float = _FOREHEAD) -> np.ndarray:
     """K x 2 polygon in source pixels. face: the jaw line (0-16) closed over the brows (17-26) raised
     into the forehead; head: the alignment quad itself (hair and background of the crop included)."""
     if region == "head":
@@ -34,10 +35,32 @@ def face_polygon(landmarks68: np.ndarray, region: str = "face", quad: np.ndarray
     brows = lm[17:27]
     up = brows.mean(axis=0) - lm[8]                     # chin -> brows
     up /= max(np.hypot(*up), 1e-9)
-    lift = _FOREHEAD * np.hypot(*(brows.mean(axis=0) - lm[33]))
-    forehead = brows + up * lift
-    points = np.concatenate([lm[0:17], forehead[::-1]])
+    lift = forehead * np.hypot(*(brows.mean(axis=0) - lm[33]))
+    top = brows + up * lift
+    points = np.concatenate([lm[0:17], top[::-1]])
     return points[_convex_hull(points)]
+
+
+def skin_mask(landmarks68: np.ndarray, shape: tuple[int, int], margin: float = 0.08) -> np.ndarray:
+    """H x W bool: the skin of the face (cheeks, forehead, nose, chin) from its 68 landmarks: the face
+    polygon less the eyes, brows and mouth, each grown by `margin` x the inter-ocular distance (so lashes,
+    brow hair and lips stay out)."""
+    lm = np.asarray(landmarks68, dtype=np.float64).reshape(68, 2)
+    grow = margin * float(np.hypot(*(lm[45] - lm[36])))
+    canvas = Image.new("L", (shape[1], shape[0]), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.polygon([tuple(p) for p in face_polygon(lm, forehead=0.5)], fill=1)   # low: no hairline
+    width = max(1, int(round(2 * grow)))
+    for part in (lm[36:42], lm[42:48], lm[48:60]):             # eyes and outer lips: closed outlines
+        closed = [tuple(p) for p in part] + [tuple(part[0])]
+        draw.polygon(closed[:-1], fill=0)
+        draw.line(closed, fill=0, width=width, joint="curve")
+    for brow in (lm[17:22], lm[22:27]):
+        thick = max(1.0, 1.5 * grow)
+        draw.line([tuple(p) for p in brow], fill=0, width=int(round(2 * thick)), joint="curve")
+        for x, y in brow:                                        # round ends
+            draw.ellipse((x - thick, y - thick, x + thick, y + thick), fill=0)
+    return np.asarray(canvas, dtype=bool)
 
 
 def _convex_hull(points: np.ndarray) -> list[int]:

@@ -27,7 +27,6 @@ from PIL import Image
 from ..dataset.align import align_face
 from ..dataset.decode import IMAGE_SUFFIXES, RejectedImage, decode_image, list_inputs
 from ..dataset.paste import REGIONS, face_polygon, paste_face
-from ..dataset.rows import ALIGNED_LANDMARKS5
 from ..errors import DrfhqError
 from ..io import FolderLock, atomic_save_image, atomic_write_json, atomic_write_parquet, png_text, sha256_file
 from .translate import KEY_CHUNK, SOURCE, RunModels, TranslateConfig, _digest

@@ -21,7 +21,6 @@ the layers NVIDIA runs in fp16 (`num_fp16_res`) may run under bf16/fp16 autocast
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 

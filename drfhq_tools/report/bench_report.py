@@ -12,37 +12,58 @@ from rich.table import Table
 
 from ..io import atomic_save_image, atomic_write_text
 
-METRIC_LABELS = {"fid": "FID ↓", "kid": "KID ↓", "identity_cosine": "identity cos ↑", "lpips": "LPIPS", "lpips_random": "LPIPS (random!)"}
+METRIC_LABELS = {"fid": "FID ↓", "fid_inf": "FID∞ ↓", "kid": "KID ↓", "precision": "precision ↑", "recall": "recall ↑",
+                 "density": "density ↑", "coverage": "coverage ↑", "identity_cosine": "identity cos ↑",
+                 "identity_cosine_dlib": "identity cos (dlib) ↑", "identity_cosine_arcface": "identity cos (ArcFace) ↑",
+                 "landmark_nme": "landmark NME ↓", "skin_delta_e": "skin ΔE00 ↓", "lpips": "LPIPS", "lpips_random": "LPIPS (random!)"}
+
+
+METRIC_HELP = {
+    "fid": "Fréchet distance of Inception features to the real set. Biased upward at small n: compare rows only at equal n, or read FID∞.",
+    "fid_inf": "FID extrapolated to infinitely many images (Chong & Forsyth 2020): FID of subsets at 15 sizes, a line in 1/n, its intercept. Comparable across slices of different size; noisy below ~50 images.",
+    "kid": "Kernel inception distance (unbiased); ± is the spread over random subsets.",
+    "precision": "Share of outputs inside the real set's k-NN manifold (k=5): are outputs realistic?",
+    "recall": "Share of real images inside the outputs' k-NN manifold: do outputs cover the real variety?",
+    "density": "How many real neighbourhoods hold each output, / k: about 1 when outputs are distributed like real faces.",
+    "coverage": "Share of real images whose neighbourhood holds an output.",
+    "identity_cosine": "Cosine of face descriptors of render and output, each on its own face found again (protocol says which crop). 1 = same descriptor.",
+    "landmark_nme": "68-landmark distance between render and output, each found again, over the inter-ocular distance: geometry kept (0 = unchanged).",
+    "skin_delta_e": "Mean CIEDE2000 between render and output over the skin (cheeks, forehead, nose; not eyes, brows, mouth): colour kept. About 1 is a just-noticeable difference.",
+    "lpips": "Perceptual distance between render and output: how much the image changed.",
+}
 
 
 def _fmt(value, digits=3) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _cell(row: dict | None, metric: str) -> str:
+    if row is None:
+        return "–"
+    text = _fmt(row["value"], 5 if metric == "kid" else 3)
+    if metric == "kid" and row["std"] is not None:
+        text += f" ± {_fmt(row['std'], 5)}"
+    if row.get("ci_low") is not None:
+        text += f" [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+    if row.get("n_failed"):
+        text += f" ({row['n_failed']} no face)"
+    if row.get("flag"):
+        text += f" ({row['flag']})"
+    return text
+
+
 def overall_table(run) -> Table:
+    """Metrics down, methods across (slice: all), with n per method."""
     metrics = [m for m in METRIC_LABELS if any(r["metric"] == m for r in run.results)]
+    methods = list(dict.fromkeys(r["method"] for r in run.results))
+    by = {(r["method"], r["metric"]): r for r in run.results if r["slice"] == "all"}
     table = Table(title=f"bench {run.run_id} (slice: all)")
-    table.add_column("method")
-    table.add_column("n", justify="right")
+    table.add_column("metric")
+    for method in methods:
+        n = by.get((method, "fid"), {}).get("n")
+        table.add_column(f"{method} (n={n})" if n is not None else method, justify="right")
     for m in metrics:
-        table.add_column(METRIC_LABELS[m], justify="right")
-    for method in dict.fromkeys(r["method"] for r in run.results):
-        cells, n = [], 0
-        for m in metrics:
-            row = next((r for r in run.results if r["method"] == method and r["metric"] == m and r["slice"] == "all"), None)
-            if row is None:
-                cells.append("–")
-                continue
-            n = row["n"]
-            text = _fmt(row["value"], 5 if m == "kid" else 3)
-            if m == "kid" and row["std"] is not None:
-                text += f" ± {_fmt(row['std'], 5)}"
-            if row.get("ci_low") is not None:
-                text += f" [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
-            if row.get("flag"):
-                text += f" ({row['flag']})"
-            cells.append(text)
-        table.add_row(method, str(n), *cells)
+        table.add_row(METRIC_LABELS[m], *[_cell(by.get((method, m)), m) for method in methods])
     return table
 
 
@@ -113,9 +134,10 @@ def write_html_report(run, rows: list[dict], config) -> Path:
              f"<p>dataset: {html.escape(str(config.dataset))} &middot; real: {html.escape(str(config.real))} &middot; "
              f"methods: {html.escape(', '.join(m.name for m in run.methods))}</p>"]
     for m in run.methods:
-        if m.missing or m.wrong_size:
+        if m.missing or m.resized or m.extra or m.unreadable:
             parts.append(f"<p class=warn>{html.escape(m.name)}: {len(m.paths)} outputs used; missing {len(m.missing)}, "
-                         f"wrong size {len(m.wrong_size)}, extra {len(m.extra)}</p>")
+                         f"resized to the dataset's size with {html.escape(config.resize)} {len(m.resized)}, unreadable "
+                         f"{len(m.unreadable)}, matching no row {len(m.extra)}</p>")
     parts.append("<h2>Overall</h2><table><tr><th>method</th><th>metric</th><th>n</th><th>value</th><th>spread</th><th>extractor</th><th>flag</th></tr>")
     for r in run.results:
         if r["slice"] == "all":
@@ -130,12 +152,17 @@ def write_html_report(run, rows: list[dict], config) -> Path:
     parts.append("<h2>By slice</h2>")
     slices = [s for s in dict.fromkeys(r["slice"] for r in run.results) if s != "all"]
     for metric in dict.fromkeys(r["metric"] for r in run.results):
+        charts = []
         for s in slices:
             name = f"{metric}_{s.replace('*', '-x-')}.png"
             if _chart(run, metric, s, assets / name):
-                parts.append(f"<img src='report_assets/{name}'>")
-    parts.append("<p>FID rows flagged small_n come from fewer images than the configured minimum: FID is biased upward "
-                 "at small n, so compare such rows only at equal n. KID is unbiased; its spread is over subsets.</p>")
+                charts.append(f"<img src='report_assets/{name}'>")
+        if charts:
+            help_text = METRIC_HELP.get(metric.rsplit("_dlib", 1)[0].rsplit("_arcface", 1)[0], "")
+            parts.append(f"<h3>{html.escape(METRIC_LABELS.get(metric, metric))}</h3><p>{html.escape(help_text)}</p>{''.join(charts)}")
+    parts.append("<p>Whiskers: 95% bootstrap intervals of the mean (identities resampled as clusters when the dataset "
+                 "has identity_id); KID: ± its spread over subsets. Rows flagged small_n have fewer images than "
+                 "--fid-min-n.</p>")
     style = ("<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;"
              "padding:3px 8px;font-size:13px} img{max-width:100%;margin:6px} .warn{color:#a60}</style>")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>drfhq bench</title>{style}</head><body>{''.join(parts)}</body></html>"
