@@ -142,6 +142,11 @@ def test_bench_slices_cache_and_tables(fixture_dataset, fixtures, tmp_path):
     assert 0.5 < by[("color-transfer", "identity_cosine", "all", "all")]["value"] < 1.0
     assert all(r["extractor"] and len(r["weights_sha256"]) == 64 for r in first.results)
 
+    import sqlite3
+
+    with sqlite3.connect(cache) as db:      # every cached value says what computed it
+        assert set(db.execute("SELECT DISTINCT device FROM entries")) == {("cpu",)}
+        assert {p for (p,) in db.execute("SELECT DISTINCT precision FROM entries")} <= {"float32", "float64"}
     # the same bench again computes nothing: every feature and value comes from the cache
     second = run_bench(BenchConfig(out=str(tmp_path / "run2"), **base), log=lambda *a: None)
     assert {k: v for k, v in second.counters.items() if k != "files_hashed"} == {
@@ -268,13 +273,23 @@ def test_geometry_identity_and_outputs_of_another_size(fixture_dataset, tmp_path
     assert not (tmp_path / "run_bad/results.duckdb").exists()
 
 
-def test_cluster_intervals_when_the_dataset_knows_identities(fixture_dataset, tmp_path):
+def test_cluster_intervals_and_a_second_identity_network(fixture_dataset, tmp_path, monkeypatch):
     """With identity_id in the manifest, intervals resample identities: the rows equal the literal
-    cluster bootstrap of the per-image values."""
-    import pyarrow as pa
+    cluster bootstrap of the per-image values. A second identity network (ArcFace, when the user
+    imports it; here a stand-in that says it is one) adds its own metric, with its own extractor."""
     import shutil
 
+    import pyarrow as pa
+
+    import drfhq_tools.bench.run as bench_run
     from drfhq_tools.bench.metrics import cluster_bootstrap_summary
+    from drfhq_tools.models.identity import DlibTorchIdentity
+
+    class StandIn(DlibTorchIdentity):
+        name = "stand-in-for-arcface(dlib-torch)"
+
+    real_network = bench_run.identity_network
+    monkeypatch.setattr(bench_run, "identity_network", lambda name, device: StandIn(device) if name == "arcface" else real_network(name, device))
 
     data = tmp_path / "data"
     shutil.copytree(fixture_dataset, data)
@@ -283,7 +298,8 @@ def test_cluster_intervals_when_the_dataset_knows_identities(fixture_dataset, tm
     pq.write_table(table.set_column(table.schema.get_field_index("identity_id"), "identity_id", pa.array(folders)),
                    data / "manifest.parquet")
     run = run_bench(BenchConfig(dataset=str(data), real=str(data), out=str(tmp_path / "run"), cache=str(tmp_path / "c.sqlite"),
-                                baselines=("color-transfer",), kid_subsets=5, bootstrap=300, limit=24), log=lambda *a: None)
+                                baselines=("color-transfer",), kid_subsets=5, bootstrap=300, limit=24, identity="dlib,arcface"),
+                    log=lambda *a: None)
     rows, _ = dataset_rows(data, 24)
     clusters = {r["id"]: r["identity_id"] for r in rows}
     assert len(set(clusters.values())) < len(rows)
@@ -292,6 +308,10 @@ def test_cluster_intervals_when_the_dataset_knows_identities(fixture_dataset, tm
     expected = cluster_bootstrap_summary(np.array([per[i] for i in clusters]), list(clusters.values()), 300, 0)
     assert "cluster_bootstrap300_identity_id" in row["protocol"]
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((expected.ci_low, expected.ci_high), rel=1e-12)
+    first = next(r for r in run.results if r["metric"] == "identity_cosine" and r["slice"] == "all")
+    second = next(r for r in run.results if r["metric"] == "identity_cosine_arcface" and r["slice"] == "all")
+    assert first["extractor"] == "dlib-resnet-v1" and second["extractor"] == StandIn.name
+    assert second["value"] == pytest.approx(first["value"], abs=1e-4)          # the same network underneath
 
 
 def test_decode_workers_keep_order_and_values(fixture_dataset):
@@ -302,3 +322,17 @@ def test_decode_workers_keep_order_and_values(fixture_dataset):
     here = [x for b in batches(paths, load_inception_input, 3, 0) for x in b]
     pooled = [x for b in batches(paths, load_inception_input, 3, 2) for x in b]
     assert len(here) == len(pooled) == 7 and all(np.array_equal(a, b) for a, b in zip(here, pooled))
+
+
+def test_the_example_config_is_a_valid_bench_config(fixture_dataset, tmp_path):
+    from drfhq_tools.dataset.config import load_config_file, merge_config
+
+    example = Path(__file__).resolve().parents[1] / "manifests/examples/bench.json"
+    cfg = merge_config(BenchConfig, load_config_file(example), {"dataset": str(fixture_dataset), "real": str(tmp_path),
+                                                                "out": str(tmp_path / "o")}, "bench.json")
+    cfg.validate()
+    assert cfg.prdc_k == 5 and cfg.identity_crop == "output"
+    with pytest.raises(DrfhqError, match="--identity-crop"):
+        BenchConfig(dataset=str(fixture_dataset), real=str(tmp_path), out="o", identity_crop="face").validate()
+    with pytest.raises(DrfhqError, match="--identity dlib,dlib-torch"):
+        BenchConfig(dataset=str(fixture_dataset), real=str(tmp_path), out="o", identity="dlib,dlib-torch").validate()

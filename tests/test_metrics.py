@@ -124,6 +124,13 @@ def test_prdc_equals_the_brute_force_transcription():
     assert (far.precision, far.recall, far.density, far.coverage) == (0.0, 0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="more than 5"):
         prdc(real, fake[:5], k=5)
+    # precision and density are means of a per-output count, so any slice of outputs is a mean too
+    from drfhq_tools.bench.metrics import real_balls_holding
+
+    held = real_balls_holding(real, fake, k=5)
+    part = prdc(real, fake[:20], k=5)
+    assert ((held > 0).mean(), held.mean() / 5) == pytest.approx((got.precision, got.density), rel=1e-12)
+    assert ((held[:20] > 0).mean(), held[:20].mean() / 5) == pytest.approx((part.precision, part.density), rel=1e-12)
 
 
 def test_cluster_bootstrap_resamples_identities_not_images():

@@ -224,6 +224,16 @@ class Prdc:
     coverage: float     # real images whose ball holds an output
 
 
+def real_balls_holding(real: np.ndarray, fake: np.ndarray, k: int = 5) -> np.ndarray:
+    """Per output: how many real images' k-NN balls hold it. Its mean over a set of outputs > 0 is their
+    precision, / k their density; the real balls do not depend on the outputs, so these are per-image
+    values, and any slice's precision and density are means of them."""
+    real, fake = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
+    if len(real) <= k:
+        raise ValueError(f"PRDC with k={k} needs more than {k} real images")
+    return (_pairwise_distances(real, fake) < knn_radii(real, k)[:, None]).sum(axis=0)
+
+
 def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> Prdc:
     """Precision and recall (Kynkaanniemi et al. 2019) with density and coverage (Naeem et al. 2020), on
     k-nearest-neighbour balls; a point is inside a ball when strictly closer than its radius, as in

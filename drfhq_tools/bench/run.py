@@ -37,7 +37,7 @@ from .config import BenchConfig
 from .loading import batches, load_inception_input, load_pair, load_rgb
 from .methods import BUILTIN_METHODS, GENERATOR_METHODS, MethodOutputs, lab_statistics, match_folder, parse_baselines
 from .metrics import (FrechetReference, cluster_bootstrap_summary, cosine_similarity, fid_infinity, kernel_inception_distance,
-                      landmark_nme, mean_delta_e, prdc)
+                      landmark_nme, mean_delta_e, prdc, real_balls_holding)
 
 
 @dataclass
@@ -157,10 +157,10 @@ class _Extractors:
         self.hash_all(paths)
         keys = [FeatureCache.key("landmarks", faces.REDETECT_PROTOCOL, self.landmark_weights()[:16], self.sha(p)) for p in paths]
 
-        def compute(chunk):
+        def count(chunk):           # the detection itself ran in the decode workers (dlib is CPU-bound)
             self.counts["landmark_images"] += len(chunk)
-            return [v if (v := faces.redetect_landmarks(rgb)) is not None else np.full((73, 2), np.nan) for rgb in chunk]
-        values = self._cached(keys, paths, load_rgb, compute, progress, precision="float64")
+            return chunk
+        values = self._cached(keys, paths, _load_and_find_landmarks, count, progress, precision="float64")
         return np.stack(values) if values else np.zeros((0, 73, 2))
 
     @staticmethod
@@ -203,10 +203,10 @@ class _Extractors:
                 for a, b, lm in zip(inputs, outputs, reference68)]
         items = [(a, b, (lm + 0.5) * side / size - 0.5, side) for a, b, lm in zip(inputs, outputs, reference68)]   # pixel centres
 
-        def compute(chunk):
+        def count(chunk):           # computed in the decode workers
             self.counts["delta_e_pairs"] += len(chunk)
-            return [np.float64(mean_delta_e(a, b, skin_mask(lm, a.shape[:2]))) for a, b, lm in chunk]
-        return np.asarray([float(v) for v in self._cached(keys, items, _load_pair_at, compute, precision="float64")])
+            return chunk
+        return np.asarray([float(v) for v in self._cached(keys, items, _skin_delta_e_of_pair, count, precision="float64")])
 
 
 DELTA_E_SIDE = 256
@@ -217,10 +217,18 @@ def _load_with_landmarks(item):
     return load_rgb(item[0]), item[1], item[2]
 
 
-def _load_pair_at(item):
+def _skin_delta_e_of_pair(item) -> np.float64:
     a, b, lm, side = item
     resize = lambda rgb: rgb if rgb.shape[0] == side else np.asarray(Image.fromarray(rgb).resize((side, side), Image.BOX))
-    return resize(load_rgb(a)), resize(load_rgb(b)), lm
+    render, output = resize(load_rgb(a)), resize(load_rgb(b))
+    return np.float64(mean_delta_e(render, output, skin_mask(lm, render.shape[:2])))
+
+
+def _load_and_find_landmarks(path) -> np.ndarray:
+    from ..models import faces
+
+    found = faces.redetect_landmarks(load_rgb(path))
+    return found if found is not None else np.full((73, 2), np.nan)
 
 
 def _groups(rows: list[dict], config: BenchConfig) -> list[tuple[str, str, list[str]]]:
@@ -337,6 +345,11 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
             lp_net = ex.lpips
             per_metric[lpips_metric] = (dict(zip(ids, ex.lpips_values(inputs, outputs))),
                                         dict(extractor=lp_net.name, weights_sha256=lp_net.weights_sha256), "full_resolution_pm1")
+            if len(real_feats) > config.prdc_k:     # precision and density: per output, against the fixed real balls
+                held = real_balls_holding(real_feats, np.stack([feats[i] for i in ids]), config.prdc_k)
+                prdc_protocol = f"prdc_k{config.prdc_k}_inception_vs_real{len(real_feats)}"
+                per_metric["precision"] = (dict(zip(ids, (held > 0).astype(np.float64))), inc, prdc_protocol)
+                per_metric["density"] = (dict(zip(ids, held / config.prdc_k)), inc, prdc_protocol)
             per_metric["landmark_nme"] = (dict(zip(ids, nme)), landmark_extractor, "nme_68pt_inter_ocular_outer_corners_redetected")
             per_metric["skin_delta_e"] = (dict(zip(ids, delta_e)), dict(extractor="ciede2000 on dlib-68pt skin", weights_sha256=landmark_extractor["weights_sha256"]),
                                           DELTA_E_PROTOCOL.format(side=min(size, DELTA_E_SIDE)))
@@ -390,10 +403,11 @@ def faces_protocol() -> str:
 
 def _set_metric_rows(base: dict, inc: dict, members: list[str], feats: dict, real_feats: np.ndarray,
                      reference: FrechetReference, config: BenchConfig, note: str) -> list[dict]:
-    """FID, FID-infinity, KID and precision / recall / density / coverage of one slice against the real set."""
+    """FID, FID-infinity, KID, recall and coverage of one slice against the real set (these depend on the
+    whole slice; precision and density are per-image values, summarised with the others)."""
     n = len(members)
     empty = {"std": None, "ci_low": None, "ci_high": None}
-    metrics = ("fid", "fid_inf", "kid", "precision", "recall", "density", "coverage")
+    metrics = ("fid", "fid_inf", "kid", "recall", "coverage")
     if n < 2:
         return [{**base, **inc, **empty, "metric": m, "value": None, "protocol": None, "flag": "too_few"} for m in metrics]
     block = np.stack([feats[i] for i in members])
@@ -410,10 +424,9 @@ def _set_metric_rows(base: dict, inc: dict, members: list[str], feats: dict, rea
                 "flag": "subset_reduced" if kid.subset_size < config.kid_subset_size else None})
     if n > config.prdc_k and len(real_feats) > config.prdc_k:
         p = prdc(real_feats, block, config.prdc_k)
-        values = {"precision": p.precision, "recall": p.recall, "density": p.density, "coverage": p.coverage}
-        flag = None
+        values, flag = {"recall": p.recall, "coverage": p.coverage}, None
     else:
-        values, flag = dict.fromkeys(("precision", "recall", "density", "coverage")), "too_few"
+        values, flag = dict.fromkeys(("recall", "coverage")), "too_few"
     for metric, value in values.items():
         out.append({**base, **inc, **empty, "metric": metric, "value": value, "flag": flag,
                     "protocol": f"prdc_k{config.prdc_k}_inception_vs_real{len(real_feats)}{note}" if value is not None else None})

@@ -73,11 +73,11 @@ def _chart(run, metric: str, slice_name: str, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in run.results if r["metric"] == metric and r["slice"] == slice_name and r["value"] is not None]
-    if not rows:
+    rows = [r for r in run.results if r["metric"] == metric and r["slice"] in (slice_name, "all") and r["value"] is not None]
+    if not any(r["slice"] == slice_name for r in rows):
         return False
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    groups = sorted(dict.fromkeys(r["grp"] for r in rows))
+    groups = ["all", *sorted({r["grp"] for r in rows if r["slice"] == slice_name} - {"all"})]   # the overall value first
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(groups) + 2), 3.2), dpi=110)
     for k, method in enumerate(methods):
