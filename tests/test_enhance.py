@@ -86,6 +86,28 @@ def test_every_face_is_handled_and_every_image_has_its_reason(mixed, tmp_path):
     assert page.count("-before.jpg") == 4 and page.count("-after.jpg") == 4 and "face too small" in page
 
 
+class CollapsingTranslator(IdentityTranslator):
+    """Black crops, the first of each call flagged collapsed (restarts spent), the others not."""
+
+    def __call__(self, crops, ids):
+        self.calls += 1
+        return ([np.zeros_like(c) for c in crops],
+                [{"collapsed": k == 0, "restarts": 2, "lpips": 0.5, "steps": 10} for k in range(len(crops))])
+
+
+def test_a_face_whose_inversion_stayed_degenerate_is_left_as_rendered(mixed, tmp_path):
+    out = tmp_path / "out"
+    enhance(EnhanceConfig(dataset=str(mixed), ckpt="", out=str(out)), CollapsingTranslator(), log=lambda *a: None)
+    two = sorted((r for r in _rows(out) if r["image"] == "two.png"), key=lambda r: r["face"])
+    assert two[0]["status"] == "skipped" and two[0]["collapsed"] and "degenerate after 2 restarts" in two[0]["reason"]
+    assert two[1]["status"] == "enhanced" and not two[1]["collapsed"]
+    source = decode_image(mixed / "two.png").rgb
+    written = np.asarray(Image.open(out / "images/two.png"))
+    left, right = slice(0, int(two[1]["box"][0]) - 20), slice(int(two[1]["box"][0]), None)
+    assert np.array_equal(written[:, left], source[:, left])                    # the collapsed face: untouched
+    assert not np.array_equal(written[:, right], source[:, right])              # the other: pasted (black here)
+
+
 def test_identity_paste_without_source_detail_is_within_40_db_on_the_face(fixtures):
     """The crop itself replaces the face: what comes back is the alignment's resampling error only."""
     rgb = decode_image(fixtures / "real/frl_canada/003f.jpg").rgb

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from drfhq_tools.dataset.rows import dataset_rows
 from drfhq_tools.errors import DrfhqError
 from drfhq_tools.gan import translate as T
 
@@ -216,6 +217,34 @@ def test_collapse_is_detected_and_restarted(tiny_run, monkeypatch):
     assert calls == [2, 1] and inv.restarts.tolist() == [1, 0] and not inv.collapsed.any()
 
 
+def test_a_flat_colour_is_caught_even_when_its_channels_differ(fixture_dataset):
+    """The measured case: a flat dark-red output (with noise-map texture) against a dark face. Its std over
+    pixels and channels (0.177) looked like a face's, so the old rule let it through; its structure does not."""
+    rows, _ = dataset_rows(fixture_dataset, 2)
+    face = torch.from_numpy(np.asarray(Image.open(rows[0]["image_file"]).convert("RGB")).copy()).permute(2, 0, 1)[None].float()
+    target = face / 127.5 * 0.3 - 0.8                                   # a dark render of the face
+    flat = torch.tensor([-0.55, -0.97, -0.84]).reshape(1, 3, 1, 1) + 0.01 * torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    assert float(flat.std()) > float(T._inner_face(target).std()) / 2            # what fooled the old rule
+    assert float(T.face_structure(flat)) < float(T.face_structure(target)) / 10
+    first, last = torch.tensor([0.7]), torch.tensor([0.5])
+    assert T.collapsed(flat, target, first, last).tolist() == [True]
+    assert T.collapsed(target, target, first, last).tolist() == [False]
+
+
+def test_a_restart_from_a_mean_start_takes_the_nearest_of_its_own_candidates(tiny_run):
+    g, p = _projector(tiny_run)
+    target = _targets(g)
+    gens = [torch.Generator().manual_seed(s) for s in (11, 12)]
+    picked = p.starts(target, 1, gens)
+    for k, seed in enumerate((11, 12)):                                 # the literal choice, from the same draws
+        with torch.no_grad():
+            w = g.map(torch.randn(T.RESTART_CANDIDATES, g.z_dim, generator=torch.Generator().manual_seed(seed)))
+            feats = T.Projector.features(g.synthesize(w))
+        usable = T.face_structure(feats.reshape(-1, 3, 32, 32)) >= T.face_structure(target[k:k + 1]) / 2
+        distance = torch.cdist(T.Projector.features(target[k:k + 1]), feats)[0].masked_fill(~usable, float("inf"))
+        assert torch.allclose(picked[k], w[int(distance.argmin())])
+
+
 def test_bank_start_is_the_nearest_sampled_latent_and_is_cached(tiny_run, tmp_path):
     g, p = _projector(tiny_run, start="bank", bank_size=24)
     p.bank_path = tmp_path / "bank.pt"
@@ -262,6 +291,6 @@ def test_dark_renders_never_come_back_black_or_flat(fixtures):
         out = torch.nn.functional.interpolate(g.synthesize(inv.ws), size=128, mode="area")
     face = (slice(None), slice(32, 104), slice(32, 96))
     for o, t in zip(out, targets):
-        assert o[face].std() > t[face].std() / 2                          # not flat
+        assert float(T.face_structure(o[None])) > float(T.face_structure(t[None])) / 2   # not flat
         assert abs(float(o[face].mean() - t[face].mean())) < 0.15         # not black (nor washed out)
         assert 0.6 < float((o[face].mean() + 1) / (t[face].mean() + 1)) < 1 / 0.6

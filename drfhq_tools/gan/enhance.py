@@ -181,10 +181,12 @@ def enhance_image(path: Path, rel: str, cfg: EnhanceConfig, translator, key: str
         ids = [f.crop_id for f in usable]
         translated, details = translator([f.aligned.image for f in usable], ids)
         for face, crop, detail in zip(usable, translated, details):
+            info[face.index] = detail
+            if detail.get("collapsed"):     # a degenerate face never goes into a picture: it stays as rendered
+                continue
             polygon = face_polygon(face.landmarks68, cfg.region, face.aligned.quad)
             result = paste_face(result, crop, face.aligned.image if cfg.source_detail else None, face.aligned.affine,
                                 face.aligned.qsize, polygon, cfg.feather * face.aligned.qsize)
-            info[face.index] = detail
     output = _output_path(rel)
     atomic_save_image(out / output, Image.fromarray(result), {KEY_CHUNK: key})
     if not found:
@@ -192,7 +194,9 @@ def enhance_image(path: Path, rel: str, cfg: EnhanceConfig, translator, key: str
     rows = []
     for face in found:
         detail = info.get(face.index, {})
-        rows.append(_row(rel, face=face.index, status="enhanced" if face.reason is None else "skipped", reason=face.reason,
+        reason = face.reason or (f"inversion stayed degenerate after {detail.get('restarts')} restarts; face left as rendered"
+                                 if detail.get("collapsed") else None)
+        rows.append(_row(rel, face=face.index, status="enhanced" if reason is None else "skipped", reason=reason,
                          box=list(face.box), detector=face.detector, face_px=face.aligned.qsize, output=output, key=key,
                          **size, **detail))
     if not usable:

@@ -55,6 +55,8 @@ INVERSION_SETTINGS = ("steps", "lr", "w_noise", "lpips_net", "w_pixel", "w_ident
                       "space", "space_regularize", "start", "bank_size", "lpips_target", "restarts")
 SPACES = ("w", "w+", "w+reg")
 STARTS = ("mean", "bank")
+INVERSION_RULE = 2        # bumped when the collapse rule or the restarts change: older latents are not reused
+RESTART_CANDIDATES = 16                   # latents sampled per image for a restart from a mean start; the nearest is taken
 KEY_CHUNK = "drfhq:key"
 
 
@@ -140,23 +142,33 @@ def noise_penalty(noise: dict[str, torch.Tensor]) -> torch.Tensor:
     return total
 
 
+def _inner_face(x: torch.Tensor) -> torch.Tensor:
+    s = x.shape[-1]
+    return x[..., round(FACE_BOX[1] * s):round(FACE_BOX[3] * s), round(FACE_BOX[0] * s):round(FACE_BOX[2] * s)]
+
+
+def face_structure(images: torch.Tensor) -> torch.Tensor:
+    """Per image: the spatial spread of its inner face at 16 x 16 (std over positions, mean over channels).
+    Low-passed, so that noise-map texture on a flat colour does not count as structure, and per channel,
+    so that a flat image of one hue is not mistaken for a face by its channels' differences."""
+    return L.resize_area(_inner_face(images), 16).std(dim=[2, 3]).mean(dim=1)
+
+
 def collapsed(output: torch.Tensor, target: torch.Tensor, lpips_first: torch.Tensor, lpips_last: torch.Tensor) -> torch.Tensor:
     """Per image: an inversion that settled on a degenerate image, judged on the inner face (FACE_BOX of
     the aligned frame; a dark background would make a black face look close on the whole image):
     - far darker or brighter: its mean differs from the target's by more than 0.15 on [-1, 1] (about 19
       grey levels), or its brightness is under 0.6 or over 1/0.6 times the target's (what catches a
       dark face on a dark render going black: 33 -> 16 of 255 is a gap of 0.13 but half the brightness);
-    - flat: its spread is under half the target's;
+    - flat: its structure (`face_structure`) is under half the target's (measured: a flat dark-red
+      output of a briefly fine-tuned G_render scored 0.002 against its target's 0.114, while its plain
+      std over pixels and channels, 0.177, looked like a face's);
     - stuck: its LPIPS did not fall from the start's."""
-    def face(x):
-        s = x.shape[-1]
-        return x[..., round(FACE_BOX[1] * s):round(FACE_BOX[3] * s), round(FACE_BOX[0] * s):round(FACE_BOX[2] * s)]
-
-    out, tgt = face(output), face(target)
+    out, tgt = _inner_face(output), _inner_face(target)
     out_mean, tgt_mean = out.mean(dim=[1, 2, 3]), tgt.mean(dim=[1, 2, 3])
     ratio = (out_mean + 1) / (tgt_mean + 1).clamp_min(1e-3)
     far = ((out_mean - tgt_mean).abs() > 0.15) | (ratio < 0.6) | (ratio > 1 / 0.6)
-    flat = out.std(dim=[1, 2, 3]) < tgt.std(dim=[1, 2, 3]) / 2
+    flat = face_structure(output) < face_structure(target) / 2
     return far | flat | (lpips_last >= lpips_first)
 
 
@@ -196,9 +208,10 @@ class Projector:
             else:
                 gen = torch.Generator().manual_seed(self.cfg.seed + 321)
                 ws, feats = [], []
+                step = self.cfg.batch          # --batch bounds memory here too (MobileStyleGAN synthesises at 1024 px)
                 with torch.no_grad():
-                    for start in range(0, self.cfg.bank_size, 16):
-                        z = torch.randn(min(16, self.cfg.bank_size - start), self.g.z_dim, generator=gen).to(device)
+                    for start in range(0, self.cfg.bank_size, step):
+                        z = torch.randn(min(step, self.cfg.bank_size - start), self.g.z_dim, generator=gen).to(device)
                         w = self.g.map(z)
                         ws.append(w)
                         feats.append(self.features(self.g.synthesize(w)))
@@ -215,17 +228,33 @@ class Projector:
         return L.resize_area(images, 32).flatten(1)
 
     def starts(self, target: torch.Tensor, attempt: int, gens: list[torch.Generator]) -> torch.Tensor:
-        """N x w_dim starting latents: the mean w (or the nearest bank latent) first; a restart takes the
-        next nearest bank latent, or a w sampled from the image's own generator."""
+        """N x w_dim starting latents. The first: the mean w, or the nearest bank latent (by 32-px image).
+        A restart: the next nearest bank latent, or, from a mean start, the nearest of RESTART_CANDIDATES
+        latents sampled for that image (from its own generator). Candidates whose inner face has no
+        structure (a flat colour: what a briefly fine-tuned generator sometimes makes) are never chosen."""
         if self.cfg.start == "bank":
             bank_w, bank_f = self.bank()
-            order = torch.cdist(self.features(target), bank_f).argsort(dim=1)
+            usable = face_structure(self._feature_images(bank_f)) >= face_structure(target)[:, None] / 2
+            distance = torch.cdist(self.features(target), bank_f).masked_fill(~usable, float("inf"))
+            order = distance.argsort(dim=1)
             return bank_w[order[:, min(attempt, order.shape[1] - 1)]]
         if attempt == 0:
             return self.w_mean[None].expand(len(target), -1)
+        picked = []
         with torch.no_grad():
-            z = torch.stack([torch.randn(self.g.z_dim, generator=gen) for gen in gens]).to(self.w_mean.device)
-            return self.g.map(z)
+            for k, gen in enumerate(gens):
+                z = torch.randn(RESTART_CANDIDATES, self.g.z_dim, generator=gen).to(self.w_mean.device)
+                w = self.g.map(z)
+                feats = torch.cat([self.features(self.g.synthesize(w[s:s + self.cfg.batch]))
+                                   for s in range(0, len(w), self.cfg.batch)])
+                flat = face_structure(self._feature_images(feats)) < face_structure(target[k:k + 1]) / 2
+                distance = torch.cdist(self.features(target[k:k + 1]), feats)[0].masked_fill(flat, float("inf"))
+                picked.append(w[int(distance.argmin())])
+        return torch.stack(picked)
+
+    @staticmethod
+    def _feature_images(features: torch.Tensor) -> torch.Tensor:
+        return features.reshape(len(features), 3, 32, 32)
 
     # ---------------------------------------------------------------- the optimisation
     def project(self, targets: torch.Tensor, seeds: list[int] | None = None, progress=None) -> Inversion:
@@ -342,7 +371,7 @@ def translation_keys(cfg: TranslateConfig, hashes: dict[str, str], size: int, la
     settings = {f: getattr(cfg, f) for f in INVERSION_SETTINGS}
     if cfg.w_identity > 0:     # the identity term cuts its chips with the dataset's median landmarks
         settings["landmarks5"] = np.round(landmarks5, 3).tolist()
-    inversion = {g: _digest({"generator_sha256": hashes[g], **settings}) for g in ("g_real", "g_render")}
+    inversion = {g: _digest({"generator_sha256": hashes[g], "rule": INVERSION_RULE, **settings}) for g in ("g_real", "g_render")}
     outputs = {}
     for method in METHODS:
         parts = {"method": method, "inversion": inversion[SOURCE[method]], "size": size, "decoder": hashes["g_real"]}
