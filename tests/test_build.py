@@ -110,7 +110,8 @@ def test_killed_build_resumes_to_the_same_manifest(fixtures, tmp_path):
     assert pq.read_table(out / "manifest.parquet").equals(pq.read_table(reference / "manifest.parquet"))
     record = json.loads((out / "build.json").read_text())
     assert record["reused"] >= 4 and record["processed_this_run"] <= 10
-    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(p.name for p in (reference / "images").iterdir())
+    listing = lambda root: sorted(str(p.relative_to(root)) for p in (root / "images").rglob("*.png"))
+    assert listing(out) == listing(reference) and all(p.count("/") == 2 for p in listing(out))   # images/<id[:2]>/<id>.png
 
 
 def test_a_second_build_on_the_same_out_is_refused(fixtures, tmp_path):
@@ -140,3 +141,17 @@ def test_missing_weights_name_the_file_and_the_fix(tmp_path, monkeypatch, fixtur
     text = str(info.value)
     assert "age-v1.onnx" in text and "empty-home/age-v1/age-v1.onnx" in text and "setup-offline" in text
     assert not (tmp_path / "out").exists()
+
+
+def test_images_live_in_id_subfolders_and_a_removed_source_takes_its_image_along(fixtures, tmp_path):
+    src = copy_files(_frl(fixtures, 3), tmp_path / "src")
+    out = tmp_path / "out"
+    build_dataset(BuildConfig(src=str(src), out=str(out), size=128, predict_attributes=False))
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert all(r["image_path"] == f"images/{r['id'][:2]}/{r['id']}.png" and (out / r["image_path"]).is_file() for r in rows)
+    gone = next(r for r in rows if r["source_path"] == _frl(fixtures, 3)[0].name)
+    (src / gone["source_path"]).unlink()
+    result = build_dataset(BuildConfig(src=str(src), out=str(out), size=128, predict_attributes=False))
+    assert result.processed == 0 and result.reused == 2
+    assert not (out / gone["image_path"]).exists()
+    assert all((out / r["image_path"]).is_file() for r in rows if r["id"] != gone["id"])

@@ -177,11 +177,13 @@ def _versions() -> dict:
     return versions
 
 
-def _prune_images(out: Path, manifest: pa.Table) -> None:
+def _prune_images(out: Path, manifest: pa.Table, known: list[dict]) -> None:
+    """Delete the images that records of this build wrote (now or in earlier runs of the same options)
+    and the manifest no longer uses (a source file removed or changed). Works from the records, so the
+    images folder is never listed."""
     keep = {p for p in manifest.column("image_path").to_pylist() if p}
-    for path in (out / "images").glob("*.png"):
-        if f"images/{path.name}" not in keep:
-            path.unlink(missing_ok=True)
+    for path in {r.get("image_path") for r in known} - keep - {None}:
+        (out / path).unlink(missing_ok=True)
 
 
 def build_dataset(config: BuildConfig, progress=None) -> BuildResult:
@@ -200,6 +202,7 @@ def build_dataset(config: BuildConfig, progress=None) -> BuildResult:
                  "schema": SCHEMA_VERSION}
         shard_dir = out / ".work" / _stage_key(stage)
         cached = _load_shards(shard_dir)
+        earlier = list(cached.values())
         tasks = _tasks(src, out)
         fresh = {}
         todo = []
@@ -235,7 +238,7 @@ def build_dataset(config: BuildConfig, progress=None) -> BuildResult:
             for shard in shard_dir.glob("*.parquet"):
                 if shard != compact:
                     shard.unlink(missing_ok=True)
-        _prune_images(out, manifest)
+        _prune_images(out, manifest, [*earlier, *records])
         counts = Counter(manifest.column("status").to_pylist())
         atomic_write_json(out / "build.json", {
             "schema_version": SCHEMA_VERSION, "config": config, "stage_key": shard_dir.name,

