@@ -29,6 +29,19 @@ def test_multi_index_search_equals_brute_force():
         assert found == brute
 
 
+def test_hex_hashes_and_crowded_bands():
+    from drfhq_tools.dataset.dedup import hash_words, hex_hash_words, near_pairs_words
+
+    rng = random.Random(1)
+    hashes = [rng.getrandbits(256) for _ in range(30)] + [None]
+    words, valid = hash_words(hashes)
+    hex_words, hex_valid = hex_hash_words([None if h is None else f"{h:064x}" for h in hashes])
+    assert (words == hex_words).all() and (valid == hex_valid).all()
+    same = [hashes[0]] * 6 + [hashes[1]]                     # one band value shared by six items: all 15 pairs
+    i, j, d = near_pairs_words(*hash_words(same), 0)
+    assert sorted(zip(i.tolist(), j.tolist())) == list(itertools.combinations(range(6), 2)) and not d.any()
+
+
 def test_groups_are_transitive_and_keep_the_best_item():
     pixel = ["a", "b", "a", "c", "d"]
     phash = [0b0, 0b1, 0b0, 0b1111 << 100, 0b11]   # 0~1~4 by phash, 0=2 by pixels, 3 alone

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from importlib import metadata as pkg_metadata
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
@@ -29,7 +31,7 @@ from ..models import faces
 from ..models.weights import resolve, try_resolve
 from .config import BuildConfig
 from .decode import list_inputs
-from .dedup import group_duplicates
+from .dedup import group_duplicates, hex_hash_words
 from .metadata import MetadataTable, age_group_label, normalise_gender, normalise_label, parse_metadata_age, read_metadata
 from .schema import MANIFEST_SCHEMA, RECORD_SCHEMA, SCHEMA_VERSION
 from .stages import process_batch
@@ -56,18 +58,24 @@ def _stage_key(stage: dict) -> str:
     return hashlib.sha256(json.dumps(stage, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _load_shards(shard_dir: Path) -> dict[str, dict]:
-    records: dict[str, dict] = {}
-    if not shard_dir.is_dir():
-        return records
-    for shard in sorted(shard_dir.glob("*.parquet"), key=lambda p: p.stat().st_mtime_ns):
-        try:
-            table = pq.read_table(shard, schema=RECORD_SCHEMA)
-        except Exception:
-            continue  # a shard that cannot be read is redone, never trusted
-        for record in table.to_pylist():
-            records[record["source_path"]] = record
-    return records
+def _load_shards(shard_dir: Path) -> pa.Table:
+    """Every record of earlier runs with these options, the newest one of each source path (shards are
+    read in the order they were written), as one table."""
+    tables = []
+    if shard_dir.is_dir():
+        for shard in sorted(shard_dir.glob("*.parquet"), key=lambda p: p.stat().st_mtime_ns):
+            try:
+                tables.append(pq.read_table(shard, schema=RECORD_SCHEMA))
+            except Exception:
+                continue  # a shard that cannot be read is redone, never trusted
+    if not tables:
+        return RECORD_SCHEMA.empty_table()
+    table = pa.concat_tables(tables)
+    paths = table.column("source_path").to_numpy(zero_copy_only=False)
+    _, last = np.unique(paths[::-1], return_index=True)
+    if len(last) == len(paths):        # every path once (a compacted work folder): no copy
+        return table
+    return table.take(pa.array(np.sort(len(paths) - 1 - last)))   # the newest record of each path
 
 
 def _write_shard(shard_dir: Path, records: list[dict]) -> None:
@@ -128,43 +136,88 @@ def _attributes(record: dict, meta: dict | None, bins: tuple[int, ...], race_mod
     return out
 
 
-def assemble_manifest(records: list[dict], config: BuildConfig, metadata: MetadataTable | None,
+def _column(table: pa.Table, name: str) -> list:
+    return table.column(name).to_pylist()
+
+
+def assemble_manifest(records: pa.Table | list[dict], config: BuildConfig, metadata: MetadataTable | None,
                       race_model: str | None) -> pa.Table:
-    """Whole-set steps on per-image records: deduplication, status, attributes, carried metadata."""
-    records = sorted(records, key=lambda r: r["source_path"])
-    usable = [i for i, r in enumerate(records) if r["reject_reason"] is None]
-    pixel = [records[i]["pixel_sha256"] for i in usable]
-    phash = [int(records[i]["phash"], 16) for i in usable]
+    """Whole-set steps on the per-image records, column by column (a million rows never become a million
+    dicts): deduplication, status, attributes merged with metadata, carried metadata columns."""
+    if not isinstance(records, pa.Table):
+        records = pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
+    # rows in path order; each column is taken in that order when it is used, never the whole table at once
+    order = pc.sort_indices(records.column("source_path"))
+
+    def column(name: str) -> pa.ChunkedArray:
+        return records.column(name).take(order)
+
+    n = records.num_rows
+    usable = np.flatnonzero(column("reject_reason").is_null().to_numpy(zero_copy_only=False))
+    ids = np.asarray(column("id").to_pylist(), dtype=object)
     # Representative: largest face in source pixels, then sharpest, then the earliest path.
-    quality = [(records[i]["face_size_px"], records[i]["sharpness"], -k) for k, i in enumerate(usable)]
-    rep, kind = group_duplicates(pixel, phash, config.near_threshold, quality)
-    group_of = {usable[k]: (usable[rep[k]], kind[k]) for k in range(len(usable))}
-    rows = []
-    for i, record in enumerate(records):
-        row = {f.name: record.get(f.name) for f in MANIFEST_SCHEMA}
-        if i in group_of:
-            rep_index, match = group_of[i]
-            row["duplicate_group"] = records[rep_index]["id"]
-            if rep_index != i:
-                row.update(status="duplicate", duplicate_of=records[rep_index]["id"], duplicate_kind=match)
-            else:
-                row["status"] = "ok"
+    face = column("face_size_px").to_numpy(zero_copy_only=False)[usable]
+    sharp = column("sharpness").to_numpy(zero_copy_only=False)[usable]
+    usable_rows = pa.array(usable)
+    pixel = column("pixel_sha256").take(usable_rows).to_pylist()
+    phash = hex_hash_words(column("phash").take(usable_rows).to_pylist())
+    rep, kind = group_duplicates(pixel, phash, config.near_threshold, (face, sharp, -np.arange(len(usable))))
+    status = np.full(n, "rejected", dtype=object)
+    group = np.full(n, None, dtype=object)
+    duplicate_of = np.full(n, None, dtype=object)
+    duplicate_kind = np.full(n, None, dtype=object)
+    rep_rows = usable[np.asarray(rep, dtype=np.int64)] if len(usable) else usable
+    group[usable] = ids[rep_rows]
+    is_copy = rep_rows != usable
+    status[usable] = np.where(is_copy, "duplicate", "ok")
+    duplicate_of[usable[is_copy]] = ids[rep_rows[is_copy]]
+    duplicate_kind[usable] = np.asarray(kind, dtype=object)
+    # attributes: metadata first, then the models; a block of rows at a time, each block straight into
+    # Arrow, so Python objects never exist for more than ATTRIBUTE_BLOCK rows
+    types = {f.name: f.type for f in MANIFEST_SCHEMA}
+    attribute_names = [name for name in types if name in ATTRIBUTE_COLUMNS]
+    attributes = {name: [] for name in attribute_names}
+    carried = {f"meta_{name}": [] for name in (metadata.carried if metadata else ())}
+    predicted_names = ("pred_gender", "pred_gender_confidence", "pred_age_years", "pred_age_confidence", "pred_race",
+                       "pred_race_confidence")
+    for start in range(0, n, ATTRIBUTE_BLOCK):
+        block = order.slice(start, ATTRIBUTE_BLOCK)
+        predicted = {name: records.column(name).take(block).to_pylist() for name in predicted_names}
+        paths = records.column("source_path").take(block).to_pylist()
+        values = {name: [] for name in attribute_names}
+        extra = {name: [] for name in carried}
+        for k, path in enumerate(paths):
+            meta = metadata.lookup(path) if metadata else None
+            row = _attributes({name: column[k] for name, column in predicted.items()}, meta, config.age_bins, race_model)
+            for name in attribute_names:
+                values[name].append(row.get(name))
+            for name in carried:
+                extra[name].append((meta or {}).get(name))
+        for name in attribute_names:
+            attributes[name].append(pa.array(values[name], type=types[name]))
+        for name in carried:
+            carried[name].extend(extra[name])      # carried columns' types are found on the whole column
+    whole_set = {"status": status, "duplicate_group": group, "duplicate_of": duplicate_of, "duplicate_kind": duplicate_kind}
+    columns, fields = [], []
+    for f in MANIFEST_SCHEMA:
+        if f.name in whole_set:
+            columns.append(pa.array(whole_set[f.name].tolist(), type=f.type))
+        elif f.name in attributes:
+            columns.append(pa.chunked_array(attributes[f.name], type=f.type))
         else:
-            row["status"] = "rejected"
-        meta = metadata.lookup(record["source_path"]) if metadata else None
-        row.update(_attributes(record, meta, config.age_bins, race_model))
-        if metadata:
-            for name in metadata.carried:
-                row[f"meta_{name}"] = (meta or {}).get(f"meta_{name}")
-        rows.append(row)
-    schema = MANIFEST_SCHEMA
-    if metadata:
-        for name in metadata.carried:
-            values = pa.array([r[f"meta_{name}"] for r in rows])
-            schema = schema.append(pa.field(f"meta_{name}", values.type if values.type != pa.null() else pa.string()))
-    schema = schema.with_metadata({**MANIFEST_SCHEMA.metadata, b"drfhq.carried_columns": json.dumps(
-        [f"meta_{n}" for n in (metadata.carried if metadata else ())]).encode()})
-    return pa.Table.from_pylist(rows, schema=schema)
+            columns.append(column(f.name).cast(f.type))               # the record's own columns, not copied row by row
+        fields.append(f)
+    for name, values in carried.items():
+        array = pa.array(values)
+        columns.append(array if array.type != pa.null() else array.cast(pa.string()))
+        fields.append(pa.field(name, columns[-1].type))
+    schema = pa.schema(fields, metadata={**MANIFEST_SCHEMA.metadata, b"drfhq.carried_columns": json.dumps(list(carried)).encode()})
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+ATTRIBUTE_BLOCK = 65536
+ATTRIBUTE_COLUMNS = ("gender", "gender_source", "gender_confidence", "age_years", "age_group", "age_source", "age_confidence",
+                     "race", "race_source", "race_confidence", "identity_id")
 
 
 def _versions() -> dict:
@@ -177,12 +230,12 @@ def _versions() -> dict:
     return versions
 
 
-def _prune_images(out: Path, manifest: pa.Table, known: list[dict]) -> None:
+def _prune_images(out: Path, manifest: pa.Table, written: set) -> None:
     """Delete the images that records of this build wrote (now or in earlier runs of the same options)
     and the manifest no longer uses (a source file removed or changed). Works from the records, so the
     images folder is never listed."""
     keep = {p for p in manifest.column("image_path").to_pylist() if p}
-    for path in {r.get("image_path") for r in known} - keep - {None}:
+    for path in written - keep - {None}:
         (out / path).unlink(missing_ok=True)
 
 
@@ -202,18 +255,19 @@ def build_dataset(config: BuildConfig, progress=None) -> BuildResult:
                  "schema": SCHEMA_VERSION}
         shard_dir = out / ".work" / _stage_key(stage)
         cached = _load_shards(shard_dir)
-        earlier = list(cached.values())
+        known = {path: (size, mtime, k) for k, (path, size, mtime) in enumerate(zip(
+            _column(cached, "source_path"), _column(cached, "file_size"), _column(cached, "file_mtime_ns")))}
         tasks = _tasks(src, out)
-        fresh = {}
-        todo = []
+        reuse, todo = [], []
         for task in tasks:
-            hit = cached.get(task["source_path"])
-            if hit and hit["file_size"] == task["file_size"] and hit["file_mtime_ns"] == task["file_mtime_ns"]:
-                fresh[task["source_path"]] = hit
+            hit = known.get(task["source_path"])
+            if hit and hit[0] == task["file_size"] and hit[1] == task["file_mtime_ns"]:
+                reuse.append(hit[2])
             else:
                 todo.append(task)
-        reused = len(fresh)
+        del known
         batches = [todo[i:i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
+        fresh: list[pa.Table] = []
         done = 0
         if progress:
             progress(done, len(todo))
@@ -221,31 +275,30 @@ def build_dataset(config: BuildConfig, progress=None) -> BuildResult:
         def on_done(batch_records: list[dict]) -> None:
             nonlocal done
             _write_shard(shard_dir, batch_records)
-            for record in batch_records:
-                fresh[record["source_path"]] = record
+            fresh.append(pa.Table.from_pylist(batch_records, schema=RECORD_SCHEMA))
             done += len(batch_records)
             if progress:
                 progress(done, len(todo))
 
         _run_stage(batches, stage, out, config.workers, on_done)
-        records = [fresh[t["source_path"]] for t in tasks]
+        records = pa.concat_tables([cached.take(pa.array(reuse, type=pa.int64())), *fresh])
         manifest = assemble_manifest(records, config, metadata, "fairface-race" if race else None)
         atomic_write_parquet(out / "manifest.parquet", manifest)
         # Compact the shards into one so the work folder stays small; written before the old ones go.
         if len(list(shard_dir.glob("*.parquet"))) > 1:
-            compact = shard_dir / f"compact-{_stage_key({'n': len(records), 't': started})}.parquet"
-            atomic_write_parquet(compact, pa.Table.from_pylist(records, schema=RECORD_SCHEMA))
+            compact = shard_dir / f"compact-{_stage_key({'n': records.num_rows, 't': started})}.parquet"
+            atomic_write_parquet(compact, records)
             for shard in shard_dir.glob("*.parquet"):
                 if shard != compact:
                     shard.unlink(missing_ok=True)
-        _prune_images(out, manifest, [*earlier, *records])
+        _prune_images(out, manifest, {*_column(cached, "image_path"), *_column(records, "image_path")})
         counts = Counter(manifest.column("status").to_pylist())
         atomic_write_json(out / "build.json", {
             "schema_version": SCHEMA_VERSION, "config": config, "stage_key": shard_dir.name,
             "started_at": started, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "versions": _versions(),
             "models": {name: {"path": str(m.path), "sha256": m.sha256, "licence": m.spec.licence} for name, m in models.items()},
-            "files": len(tasks), "processed_this_run": len(todo), "reused": reused,
+            "files": len(tasks), "processed_this_run": len(todo), "reused": len(reuse),
             "status_counts": dict(counts),
         })
-    return BuildResult(out=out, manifest=manifest, processed=len(todo), reused=reused)
+    return BuildResult(out=out, manifest=manifest, processed=len(todo), reused=len(reuse))

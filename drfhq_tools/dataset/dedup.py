@@ -5,12 +5,12 @@ within `threshold` bits (Hamming). The hash sees only the inner face of the alig
 crop reaches far beyond the face, and that periphery changes when a copy is cropped (real pixels
 become reflect padding). Candidates come from multi-index hashing: the 256-bit hash is cut
 into threshold + 1 bands, and two hashes within the threshold must agree on at least one band
-(pigeonhole), so only items sharing a band value are compared, never all pairs.
+(pigeonhole), so only items sharing a band value are compared, never all pairs. Hashes are kept as
+n x 4 uint64 words and each band is sorted in turn (numpy), so memory stays linear in n: a million
+hashes take 32 MB, and a band's candidates are the runs of equal values in its sorted order.
 """
 
 from __future__ import annotations
-
-from collections import defaultdict
 
 import numpy as np
 import scipy.fft
@@ -62,67 +62,114 @@ def _bands(threshold: int) -> list[tuple[int, int]]:
     return [(int(lo), int(hi)) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
+def hash_words(hashes: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """(n x 4 uint64 words, little-endian: bit b in word b // 64; valid mask) of 256-bit hashes."""
+    words = np.zeros((len(hashes), HASH_BITS // 64), dtype=np.uint64)
+    valid = np.zeros(len(hashes), dtype=bool)
+    mask = (1 << 64) - 1
+    for i, h in enumerate(hashes):
+        if h is not None:
+            valid[i] = True
+            words[i] = [(h >> (64 * k)) & mask for k in range(HASH_BITS // 64)]
+    return words, valid
+
+
+def hex_hash_words(hex_hashes) -> tuple[np.ndarray, np.ndarray]:
+    """The same from the manifest's 64-digit hex strings (None for rows without a face), without Python ints."""
+    valid = np.array([h is not None for h in hex_hashes], dtype=bool)
+    raw = b"".join(bytes.fromhex(h) if h is not None else bytes(HASH_BITS // 8) for h in hex_hashes)
+    big_endian = np.frombuffer(raw, dtype=">u8").reshape(len(hex_hashes), HASH_BITS // 64)
+    return np.ascontiguousarray(big_endian[:, ::-1]).astype(np.uint64), valid
+
+
+def _band_columns(words: np.ndarray, lo: int, hi: int) -> list[np.ndarray]:
+    """The bits lo..hi of every hash as one uint64 column per word they touch."""
+    columns = []
+    for k in range(lo // 64, (hi - 1) // 64 + 1):
+        a, b = max(lo, 64 * k) - 64 * k, min(hi, 64 * (k + 1)) - 64 * k
+        column = words[:, k] >> np.uint64(a)
+        if b - a < 64:
+            column = column & np.uint64((1 << (b - a)) - 1)
+        columns.append(column)
+    return columns
+
+
+def near_pairs_words(words: np.ndarray, valid: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, distance) arrays, i < j, of every pair of valid hashes within `threshold` bits. Memory is
+    linear in n: one band at a time is sorted, items in a run of equal band values are paired by their
+    offset within the run (all vectorised), and only pairs within the threshold are kept."""
+    index = np.flatnonzero(valid)
+    hashes = words[index]
+    found_i, found_j = [], []
+    for lo, hi in _bands(threshold):
+        columns = _band_columns(hashes, lo, hi)
+        order = np.lexsort(columns[::-1])
+        same_as_next = np.ones(max(len(order) - 1, 0), dtype=bool)
+        for c in columns:
+            ordered = c[order]
+            same_as_next &= ordered[1:] == ordered[:-1]
+        del columns
+        run = np.concatenate([[0], np.cumsum(~same_as_next)])          # run number of each sorted position
+        offset = 1
+        while offset < len(order):
+            paired = run[:-offset] == run[offset:]
+            if not paired.any():
+                break
+            a, b = order[:-offset][paired], order[offset:][paired]
+            close = np.bitwise_count(hashes[a] ^ hashes[b]).sum(axis=1) <= threshold
+            found_i.append(a[close])
+            found_j.append(b[close])
+            offset += 1
+    if not found_i:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    i, j = index[np.concatenate(found_i)], index[np.concatenate(found_j)]
+    i, j = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
+    unique = np.unique(i * len(words) + j)
+    i, j = unique // len(words), unique % len(words)
+    return i, j, np.bitwise_count(words[i] ^ words[j]).sum(axis=1).astype(np.int64)
+
+
 def near_pairs(hashes: list[int | None], threshold: int) -> list[tuple[int, int, int]]:
     """(i, j, distance) for every pair with Hamming distance <= threshold; None hashes are skipped."""
-    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for band_index, (lo, hi) in enumerate(_bands(threshold)):
-        mask = (1 << (hi - lo)) - 1
-        for i, h in enumerate(hashes):
-            if h is not None:
-                buckets[(band_index, (h >> lo) & mask)].append(i)
-    seen, pairs = set(), []
-    for members in buckets.values():
-        for a_pos, i in enumerate(members):
-            for j in members[a_pos + 1:]:
-                if (i, j) in seen:
-                    continue
-                seen.add((i, j))
-                d = hamming(hashes[i], hashes[j])
-                if d <= threshold:
-                    pairs.append((i, j, d))
-    return pairs
+    words, valid = hash_words(hashes)
+    return [tuple(int(v) for v in t) for t in zip(*near_pairs_words(words, valid, threshold))]
 
 
-def group_duplicates(pixel_hashes: list[str | None], phashes: list[int | None], threshold: int,
-                     quality: list[tuple]) -> tuple[list[int], list[str | None]]:
+def group_duplicates(pixel_hashes, phashes, threshold: int, quality) -> tuple[list[int], list[str | None]]:
     """Group items that are exact or near duplicates (transitively).
 
-    Returns, per item, the index of its group's representative and the kind of match that put it in a
-    group ('exact', 'near', or None for singletons and representatives). The representative is the item
-    with the largest `quality` tuple (callers order it: usable face first, then face size, sharpness, and
-    an earlier path wins ties).
+    pixel_hashes: per item, the sha256 of its decoded pixels (or None). phashes: 256-bit ints (or None),
+    or an (n x 4 words, valid) pair from `hex_hash_words`. quality: per item a tuple, or a tuple of
+    arrays (compared in order). Returns, per item, the index of its group's representative and the kind
+    of match that put it in a group ('exact', 'near', or None for singletons and representatives). The
+    representative is the item with the largest quality (callers order it: usable face first, then face
+    size, sharpness, and an earlier path wins ties).
     """
     n = len(pixel_hashes)
     uf = _UnionFind(n)
-    kind: list[str | None] = [None] * n
     first_by_pixels: dict[str, int] = {}
-    exact_edges = []
     for i, h in enumerate(pixel_hashes):
         if h is None:
             continue
-        if h in first_by_pixels:
-            uf.union(first_by_pixels[h], i)
-            exact_edges.append((first_by_pixels[h], i))
-        else:
-            first_by_pixels[h] = i
-    near_edges = [(i, j) for i, j, _ in near_pairs(phashes, threshold)]
-    for i, j in near_edges:
-        uf.union(i, j)
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(n):
-        groups[uf.find(i)].append(i)
-    representative = list(range(n))
-    for members in groups.values():
-        best = max(members, key=lambda k: quality[k])
-        for k in members:
-            representative[k] = best
-    exact_of = {}
-    for i, j in exact_edges:
-        exact_of.setdefault(i, set()).add(j)
-        exact_of.setdefault(j, set()).add(i)
-    for i in range(n):
-        rep = representative[i]
-        if rep != i:
-            same_pixels = pixel_hashes[i] is not None and pixel_hashes[i] == pixel_hashes[rep]
-            kind[i] = "exact" if same_pixels else "near"
-    return representative, kind
+        first = first_by_pixels.setdefault(h, i)
+        if first != i:
+            uf.union(first, i)
+    words, valid = phashes if isinstance(phashes, tuple) else hash_words(phashes)
+    for i, j in zip(*near_pairs_words(words, valid, threshold)[:2]):
+        uf.union(int(i), int(j))
+    roots = np.fromiter((uf.find(i) for i in range(n)), dtype=np.int64, count=n)
+    keys = [np.asarray(column) for column in quality] if isinstance(quality, tuple) else \
+        [np.asarray([q[k] for q in quality]) for k in range(len(quality[0]))] if n else []
+    # within each group, the member with the largest quality: sort by (root, quality...) and take each run's last
+    order = np.lexsort([*keys[::-1], roots]) if n else np.zeros(0, dtype=np.int64)
+    sorted_roots = roots[order]
+    run_ends = np.flatnonzero(np.append(sorted_roots[1:] != sorted_roots[:-1], True)) if n else np.zeros(0, dtype=np.int64)
+    best_of_root = np.zeros(n, dtype=np.int64)
+    best_of_root[sorted_roots[run_ends]] = order[run_ends]      # each root once: its best member
+    representative = best_of_root[roots]
+    kind: list[str | None] = [None] * n
+    for i in np.flatnonzero(representative != np.arange(n)).tolist():
+        rep = int(representative[i])
+        kind[i] = "exact" if pixel_hashes[i] is not None and pixel_hashes[i] == pixel_hashes[rep] else "near"
+    return representative.tolist(), kind
