@@ -84,3 +84,22 @@ def test_planted_copies_found_and_identities_not_merged(fixtures, tmp_path):
     assert len(replicant) >= 28
     assert (replicant.status == "ok").all(), replicant[replicant.status != "ok"][["duplicate_of"]]
     assert replicant.duplicate_group.nunique() == len(replicant)
+
+
+def test_the_scale_benchmark_groups_every_planted_copy(tmp_path):
+    """bench_scale's synthetic shards (exact and near copies planted) through loading and assembly, small."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_scale", Path(__file__).resolve().parents[1] / "benchmarks/bench_scale.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    planted = bench.generate(tmp_path, 6000, 1500)["planted"]
+    result = bench.measure(tmp_path)
+    groups = pq.read_table(tmp_path / "groups.parquet").to_pylist()
+    group_of = {r["id"]: r["duplicate_group"] for r in groups}
+    assert result["rows"] == 6000 and len(planted) == 120
+    assert all(group_of[f"{p:016x}"] == group_of[f"{o:016x}"] for p, o in planted)
+    assert sum(r["status"] == "duplicate" for r in groups) == len(planted)       # nothing else merged
+    assert json.dumps(result)
