@@ -118,11 +118,14 @@ class _Extractors:
             self._lpips = LpipsDistance(self.config.lpips_net, self.config.device, self.config.lpips_random)
         return self._lpips
 
-    def _cached(self, keys: list[str], items: list, load, compute, progress=None, precision: str = "float32") -> list[np.ndarray]:
+    def _cached(self, keys: list[str], items: list, load, compute, progress=None, precision: str = "float32",
+                label: str = "features") -> list[np.ndarray]:
         """Values for keys: from the cache, or `compute([load(item), ...])` on batches of the missing
         ones (each distinct key once), decoded by DataLoader workers."""
         found = self.cache.get_many(keys)
         todo = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in found}.values())[::-1]
+        if progress and not todo:
+            progress(len(keys), len(keys), f"{label} (all {len(keys)} cached)")
         done = 0
         for loaded in batches([items[i] for i in todo], load, self.config.batch_size, self.config.workers):
             chunk = todo[done:done + len(loaded)]
@@ -132,14 +135,15 @@ class _Extractors:
             found.update(fresh)
             done += len(loaded)
             if progress:
-                progress(done, len(todo))
+                progress(done, len(todo), label)
         return [found[k] for k in keys]
 
     def inception_features(self, paths: list[Path], progress=None) -> np.ndarray:
         net_key = self._inception_key()
         self.hash_all(paths)
         keys = [FeatureCache.key("inception", net_key, INCEPTION_PREP, self.sha(p)) for p in paths]
-        values = self._cached(keys, paths, load_inception_input, lambda chunk: self.inception.forward_resized(chunk), progress)
+        values = self._cached(keys, paths, load_inception_input, lambda chunk: self.inception.forward_resized(chunk), progress,
+                              label="Inception features")
         return np.stack(values) if values else np.zeros((0, 2048))
 
     def _inception_key(self) -> str:
@@ -160,7 +164,7 @@ class _Extractors:
         def count(chunk):           # the detection itself ran in the decode workers (dlib is CPU-bound)
             self.counts["landmark_images"] += len(chunk)
             return chunk
-        values = self._cached(keys, paths, _load_and_find_landmarks, count, progress, precision="float64")
+        values = self._cached(keys, paths, _load_and_find_landmarks, count, progress, precision="float64", label="faces found again")
         return np.stack(values) if values else np.zeros((0, 73, 2))
 
     @staticmethod
