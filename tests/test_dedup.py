@@ -7,6 +7,7 @@ import random
 import shutil
 
 import pyarrow.parquet as pq
+import pytest
 from PIL import Image
 
 from drfhq_tools.dataset.build import build_dataset
@@ -103,3 +104,30 @@ def test_the_scale_benchmark_groups_every_planted_copy(tmp_path):
     assert all(group_of[f"{p:016x}"] == group_of[f"{o:016x}"] for p, o in planted)
     assert sum(r["status"] == "duplicate" for r in groups) == len(planted)       # nothing else merged
     assert json.dumps(result)
+
+
+def _bench_dedup():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_dedup", Path(__file__).resolve().parents[1] / "benchmarks/bench_dedup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_labelled_set_and_its_scores(fixtures, tmp_path):
+    bench = _bench_dedup()
+    labels, ambiguous = bench.make_labelled_set(fixtures, tmp_path, originals=2)
+    copies = [rel for rel in labels if rel.startswith("copies/")]
+    assert len(copies) == 12 and all((tmp_path / rel).is_file() for rel in labels)
+    # pixel-identical fixture files are one original; near-identical distinct ones are set aside
+    assert labels["orig/makehuman_expressions_cc0/sceptical01.png"] == labels["orig/makehuman_expressions_cc0/sad02.png"]
+    assert frozenset(("orig/makehuman_expressions_cc0/smile02.png", "orig/makehuman_expressions_cc0/smile03.png")) in ambiguous
+    rows = [{"id": str(k), "source_path": p, "phash": f"{h:064x}", "duplicate_group": g}
+            for k, (p, h, g) in enumerate([("a", 0, "a"), ("b", 1, "a"), ("c", 3, "c"), ("d", 2 ** 200, "a")])]
+    result = bench.evaluate(rows, {"a": "A", "b": "A", "c": "A", "d": "D"})
+    # true pairs ab, ac, bc; grouped ab, ad, bd: one right of three grouped, one found of three true
+    assert (result["true_pairs"], result["grouped_pairs"]) == (3, 3)
+    assert result["precision"] == pytest.approx(1 / 3) and result["recall"] == pytest.approx(1 / 3)
+    assert result["distinct_merged"] == 2 and {(m["a"], m["b"]) for m in result["missed"]} == {("a", "c"), ("b", "c")}
