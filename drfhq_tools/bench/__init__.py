@@ -1,1 +1,2 @@
-"""Stage 3: FID, KID, identity cosine and LPIPS per method, sliced by gender, age and race (`drfhq bench`)."""
+"""Stage 3 (`drfhq bench`): realism (FID, FID-infinity, KID, precision/recall/density/coverage), identity,
+geometry (landmark NME) and colour (skin CIEDE2000) kept, and LPIPS, per method, sliced by gender, age and race."""
