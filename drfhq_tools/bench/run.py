@@ -183,8 +183,7 @@ class _Extractors:
                 for i in ok]
         items = [(paths[i], lm5[i], lm68[i]) for i in ok]
         values = self._cached(keys, items, _load_with_landmarks,
-                              lambda chunk: net([c[0] for c in chunk], [c[1] for c in chunk], [c[2] for c in chunk]),
-                              precision="float64" if "dlib-resnet-v1" == net.name else "float32")
+                              lambda chunk: net([c[0] for c in chunk], [c[1] for c in chunk], [c[2] for c in chunk]))
         dim = len(values[0]) if values else 128
         out = np.full((len(paths), dim), np.nan)
         for i, v in zip(ok, values):
