@@ -188,7 +188,7 @@ def assemble_manifest(records: pa.Table | list[dict], config: BuildConfig, metad
         extra = {name: [] for name in carried}
         for k, path in enumerate(paths):
             meta = metadata.lookup(path) if metadata else None
-            row = _attributes({name: column[k] for name, column in predicted.items()}, meta, config.age_bins, race_model)
+            row = _attributes({name: got[k] for name, got in predicted.items()}, meta, config.age_bins, race_model)
             for name in attribute_names:
                 values[name].append(row.get(name))
             for name in carried:
