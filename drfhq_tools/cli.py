@@ -49,6 +49,11 @@ def build_dataset_cmd(
     near_threshold: Optional[int] = typer.Option(None, help="Near-duplicate Hamming threshold (bits of 256)."),
     age_bins: Optional[str] = typer.Option(None, help="Age group lower edges, e.g. 0,3,10,20,30,40,50,60,70."),
     no_attributes: bool = typer.Option(False, "--no-attributes", help="Skip the age/gender/race models."),
+    engine: Optional[str] = typer.Option(None, help="local (process pool, default) | ray (Ray Data actors; install drfhq-tools[ray])."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to use (default: RAY_ADDRESS, else a local instance)."),
+    cpus_per_worker: Optional[float] = typer.Option(None, help="Ray: CPUs per actor (default 0.5; keep it fractional)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, help="Ray: GPUs per actor (default 0)."),
+    worker_resource: Optional[list[str]] = typer.Option(None, help="Ray: a custom resource each actor needs, NAME=AMOUNT (repeatable)."),
     config: Optional[Path] = typer.Option(None, help="JSON config (manifests/examples/build.json); flags override it."),
 ) -> None:
     """Detect, align, deduplicate and tag every render into OUT/images and OUT/manifest.parquet."""
@@ -63,7 +68,9 @@ def build_dataset_cmd(
             "src": str(src), "out": str(out), "metadata": str(metadata) if metadata else None, "size": size,
             "workers": workers, "batch_size": batch_size, "detector": detector, "multi_face": multi_face,
             "min_face_px": min_face_px, "background": background, "near_threshold": near_threshold,
-            "age_bins": bins, "predict_attributes": False if no_attributes else None,
+            "age_bins": bins, "predict_attributes": False if no_attributes else None, "engine": engine,
+            "ray_address": ray_address, "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
+            "worker_resources": tuple(worker_resource) if worker_resource else None,
         }, str(config or "options"))
         with progress_bar("aligning faces") as update:
             result = build_dataset(cfg, progress=update)

@@ -9,8 +9,6 @@ sorted by path, so it is the same whatever order or how many runs produced them.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
 import datetime as dt
 import hashlib
 import json
@@ -34,7 +32,7 @@ from .decode import list_inputs
 from .dedup import group_duplicates, hex_hash_words
 from .metadata import MetadataTable, age_group_label, normalise_gender, normalise_label, parse_metadata_age, read_metadata
 from .schema import MANIFEST_SCHEMA, RECORD_SCHEMA, SCHEMA_VERSION
-from .stages import process_batch
+from .engines import run_local, run_ray
 
 ALGO_VERSION = "1"   # bump when the per-image stage changes its output for the same options
 
@@ -92,18 +90,6 @@ def _tasks(src: Path, out: Path) -> list[dict]:
         tasks.append({"source_path": path.relative_to(src).as_posix(), "abs_path": str(path),
                       "file_size": stat.st_size, "file_mtime_ns": stat.st_mtime_ns})
     return tasks
-
-
-def _run_stage(batches: list[list[dict]], stage: dict, out: Path, workers: int, on_done) -> None:
-    if workers == 1 or len(batches) <= 1:
-        for batch in batches:
-            on_done(process_batch(batch, stage, str(out)))
-        return
-    # spawn, not fork: a forked child of a process whose torch/OpenMP threads ran can hang
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(process_batch, batch, stage, str(out)) for batch in batches]
-        for future in cf.as_completed(futures):
-            on_done(future.result())
 
 
 def _attributes(record: dict, meta: dict | None, bins: tuple[int, ...], race_model: str | None) -> dict:
@@ -280,7 +266,10 @@ def build_dataset(config: BuildConfig, progress=None) -> BuildResult:
             if progress:
                 progress(done, len(todo))
 
-        _run_stage(batches, stage, out, config.workers, on_done)
+        if config.engine == "ray":
+            engine = run_ray(batches, stage, out, config, on_done)
+        else:
+            engine = run_local(batches, stage, out, config.workers, on_done)
         records = pa.concat_tables([cached.take(pa.array(reuse, type=pa.int64())), *fresh])
         manifest = assemble_manifest(records, config, metadata, "fairface-race" if race else None)
         atomic_write_parquet(out / "manifest.parquet", manifest)
@@ -298,7 +287,7 @@ def build_dataset(config: BuildConfig, progress=None) -> BuildResult:
             "started_at": started, "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "versions": _versions(),
             "models": {name: {"path": str(m.path), "sha256": m.sha256, "licence": m.spec.licence} for name, m in models.items()},
-            "files": len(tasks), "processed_this_run": len(todo), "reused": len(reuse),
+            "files": len(tasks), "processed_this_run": len(todo), "reused": len(reuse), "engine": engine,
             "status_counts": dict(counts),
         })
     return BuildResult(out=out, manifest=manifest, processed=len(todo), reused=len(reuse))

@@ -33,6 +33,11 @@ class BuildConfig:
     age_bins: tuple[int, ...] = DEFAULT_AGE_BINS   # lower edges in years; the last bin is open
     predict_attributes: bool = True            # run the age/gender (and user race) models
     max_pixels: int = 100_000_000              # larger images are rejected as decompression bombs
+    engine: str = "local"                      # local (process pool) | ray (Ray Data actor pool, one machine or a cluster)
+    ray_address: str | None = None             # a running cluster (else RAY_ADDRESS, else a local instance)
+    cpus_per_worker: float = 0.5               # Ray: CPUs each actor reserves (fractional, so the dataset's own tasks can run)
+    gpus_per_worker: float = 0.0               # Ray: GPUs each actor reserves
+    worker_resources: tuple[str, ...] = ()     # Ray: custom resources each actor needs, NAME=AMOUNT
 
     def stage_fields(self) -> dict:
         """The options that change per-image results; a change starts a fresh cache."""
@@ -55,6 +60,15 @@ class BuildConfig:
             raise DrfhqError(f"--size {self.size}: must be a power of two from 64 to 4096 (FFHQ: 1024; 256 and 512 common)")
         if self.workers < 1:
             raise DrfhqError(f"--workers {self.workers}: must be at least 1")
+        from .engines import ENGINES, ray_available, worker_resources
+
+        if self.engine not in ENGINES:
+            raise DrfhqError(f"--engine {self.engine}: choose from {', '.join(ENGINES)}")
+        if self.engine == "ray" and not ray_available():
+            raise DrfhqError("--engine ray needs Ray: pip install 'drfhq-tools[ray]'")
+        if self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
+            raise DrfhqError("--cpus-per-worker must be above 0 and --gpus-per-worker at least 0")
+        worker_resources(self.worker_resources)
         if self.batch_size < 1:
             raise DrfhqError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.detector not in DETECTORS:
