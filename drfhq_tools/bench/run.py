@@ -50,11 +50,6 @@ class BenchRun:
     counters: dict = field(default_factory=dict)
 
 
-def _load_image(path: Path) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
-
-
 def real_images(real: Path, out: Path, size: int, progress, log=print) -> list[Path]:
     """A dataset's ok images, a folder of aligned (square, equal-sized) images, or raw photos aligned now."""
     if (real / "manifest.parquet").is_file():
@@ -286,7 +281,7 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
 
         def real_lab_stats():
             if "stats" not in lab_cache:
-                lab_cache["stats"] = lab_statistics([_load_image(p) for p in reals[:500]])
+                lab_cache["stats"] = lab_statistics([load_rgb(p) for p in reals[:500]])
             return lab_cache["stats"]
 
         context = {"real_lab_stats": real_lab_stats, "config": config, "size": size, "progress": progress, "log": log}
