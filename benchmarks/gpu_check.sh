@@ -1,29 +1,40 @@
 #!/usr/bin/env bash
-# The GPU check: training speed against NVIDIA's stylegan2-ada-pytorch at 256 and 1024 px config-f,
-# and a short MobileStyleGAN transfer (train, translate held-back renders, bench), with one JSON of
-# figures and one grid under $OUT. Prepared here, run on a lent GPU machine (Python 3.12, torch 2.11
-# with CUDA, no network, at most 64 MiB carried per call, files kept only while the machine is warm).
+# The GPU check (issue #14): training speed against NVIDIA's stylegan2-ada-pytorch at 256 and 1024 px
+# config-f, and the paper's transfer run with MobileStyleGAN as G_real (fine-tune G_render on the
+# renders, translate held-back renders with three methods, bench them), on a lent GPU machine
+# (Python 3.12, torch with CUDA, no network, at most 64 MiB carried per call, files kept only while the
+# machine stays warm, which is 30 s after a call).
 #
-#   bash benchmarks/gpu_check.sh pack [DATASET] [REAL]  here: wheels, weights, the peer, the data
-#                                                       -> .gpu-carry/part-1 .. part-N (under 60 MiB each)
-#   bash benchmarks/gpu_check.sh receive .gpu-carry/part-K   there, one call per part, carrying that part
-#   bash benchmarks/gpu_check.sh run                    there, after the last part: the check (under 8 min)
-#   bash benchmarks/gpu_check.sh run --tiny             here: the same steps at CPU sizes (the rehearsal)
+# The work runs as one background driver on that machine, started by the first call; it takes each
+# bundle of files as soon as the call carrying it has unpacked it, so the transfers overlap the GPU work
+# and the device time is about the driver's own run:
 #
-# A device call: carry [".gpu-carry/part-K"], command "bash benchmarks/gpu_check.sh receive .gpu-carry/part-K"
-# (and "&& bash benchmarks/gpu_check.sh run" on the last part). Then commit $OUT's files under
-# benchmarks/results/ with the device's name.
+#   bash benchmarks/gpu_check.sh pack [DATASET] [REAL]         here: .gpu-carry/part-1 .. part-N (< 61 MiB each)
+#   bash benchmarks/gpu_check.sh start .gpu-carry/part-1        there, first call: unpack, start the driver
+#   bash benchmarks/gpu_check.sh receive .gpu-carry/part-K      there, one call per further part, back to back
+#   bash benchmarks/gpu_check.sh wait [SECONDS]                 there, until the driver ends; its files -> $OUT
+#   GPU_CHECK_TINY=1 ... the same four steps here at CPU sizes  (the rehearsal; `run --tiny` does all four)
+#
+# Bundles, in the order the driver needs them (each a tar.xz cut into parts):
+#   bench-train  the peer, dlib's face descriptor, the training renders     -> bench_train.py
+#   transfer     MobileStyleGAN, LPIPS AlexNet, the held-back renders, the real photos, lpips -> train, translate
+#   bench        Inception, dlib's detectors and landmarks, duckdb, dlib     -> bench
+# Renders travel as JPEG q95 4:4:4 (a seventh of their PNG size) and are written back as PNG on arrival;
+# gpu_check.json says so.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "${GPU_CHECK_REPO:-$(dirname "$0")/..}"
 REPO=$PWD
-CARRY=${DRFHQ_CARRY:-/tmp/drfhq-carry}          # where parts accumulate on the device machine
-PART_MIB=56
+CARRY=${DRFHQ_CARRY:-/tmp/drfhq-carry}       # where bundles are unpacked and the driver works, there
+PART_MIB=${PART_MIB:-60}
+TINY=${GPU_CHECK_TINY:-0}
+BUDGET_S=${GPU_CHECK_BUDGET_S:-650}          # the driver's whole run, from its start (device time is scarce)
 
 python_here() { if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi; }
+PY=$(python_here)
 
 # A dataset split into a training part and the last HELD rows, held back for translation.
 split_dataset() {   # SRC TRAIN_OUT HELD_OUT HELD
-  "$(python_here)" - "$@" <<'EOF'
+  "$PY" - "$@" <<'EOF'
 import shutil, sys
 from pathlib import Path
 import pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
@@ -42,124 +53,245 @@ for folder, keep in ((train, lambda i: i not in held_ids), (held, lambda i: i in
 EOF
 }
 
+# PNG <-> JPEG q95 4:4:4 for the renders' trip (in parallel; the file's name keeps its stem)
+recode_images() {   # FOLDER png2jpg|jpg2png
+  "$PY" - "$@" <<'EOF'
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from PIL import Image
+folder, way = Path(sys.argv[1]), sys.argv[2]
+def recode(path):
+    image = Image.open(path).convert("RGB")
+    if way == "png2jpg":
+        image.save(path.with_suffix(".jpg"), quality=95, subsampling=0)
+    else:
+        image.save(path.with_suffix(".png"), compress_level=1)
+    path.unlink()
+files = sorted(folder.rglob("*.png" if way == "png2jpg" else "*.jpg"))
+with ProcessPoolExecutor() as pool:
+    list(pool.map(recode, files, chunksize=8))
+print(f"{folder}: {len(files)} images {way}")
+EOF
+}
+
 pack() {
   local dataset=${1:-demo-out/dataset} real=${2:-../shared/fixtures/real}
-  local py stage home
-  py=$(python_here)
-  [ -f "$dataset/manifest.parquet" ] || { echo "pack: $dataset is not a dataset (make demo, or drfhq render + build-dataset)" >&2; exit 2; }
+  local stage home name
+  [ -f "$dataset/manifest.parquet" ] || { echo "pack: $dataset is not a dataset (drfhq render + build-dataset --size 1024)" >&2; exit 2; }
   [ -d "$real" ] || { echo "pack: no real photos at $real" >&2; exit 2; }
-  rm -rf .gpu-carry && mkdir -p .gpu-carry/stage/wheels .gpu-carry/stage/home .gpu-carry/stage/data
+  rm -rf .gpu-carry && mkdir -p .gpu-carry
   stage=$REPO/.gpu-carry/stage
-  # wheels the GPU image lacks (its list: the device tool's KINDS.md); cp312, no dependencies
-  "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 -d "$stage/wheels" "duckdb==$(grep -oP '^duckdb==\K.*' requirements.lock)" \
-    "lpips==$(grep -oP '^lpips==\K.*' requirements.lock)"
-  # weights, in the weights-home layout (sha256 checked again there)
-  home=$("$py" -c 'from drfhq_tools.models.weights import home; print(home())')
-  for name in mobilestylegan-mapping-xml mobilestylegan-mapping-bin mobilestylegan-synthesis-xml \
-              mobilestylegan-synthesis-bin inception-fid lpips-alex-backbone; do
-    cp -r "$home/$name" "$stage/home/"
-  done
-  mkdir -p "$stage/home/dlib-face-descriptor"
-  cp "$("$py" -c 'from drfhq_tools.models.weights import resolve; print(resolve("dlib-face-descriptor").path)')" "$stage/home/dlib-face-descriptor/"
-  cp -r ../shared/peers/stylegan2-ada-pytorch "$stage/peer"      # the peer, for the benchmark only
-  split_dataset "$dataset" "$stage/data/train" "$stage/data/held" 32
-  cp -r "$real" "$stage/data/real"
-  tar -C .gpu-carry -cf .gpu-carry/stage.tar stage && rm -rf .gpu-carry/stage
-  (cd .gpu-carry && split -b ${PART_MIB}m -d -a 2 stage.tar chunk- && rm stage.tar)
-  local k=0
-  for chunk in .gpu-carry/chunk-*; do
-    k=$((k + 1)); mkdir -p ".gpu-carry/part-$k"; mv "$chunk" ".gpu-carry/part-$k/"
-  done
-  du -sh .gpu-carry/part-*
-  echo "carry each part in its own call: receive .gpu-carry/part-1 .. part-$k, then run"
+  home=$("$PY" -c 'from drfhq_tools.models.weights import home; print(home())')
+  weights() {   # BUNDLE NAME...: files from the weights home or the packages that ship them, home layout
+    local bundle=$1; shift
+    for name in "$@"; do
+      mkdir -p "$stage/$bundle/home/$name"
+      cp "$("$PY" -c "from drfhq_tools.models.weights import resolve; print(resolve('$name').path)")" "$stage/$bundle/home/$name/"
+    done
+  }
+  wheels() {    # BUNDLE REQUIREMENT...: cp312 wheels the GPU image lacks (its list: the device tool's KINDS.md)
+    local bundle=$1; shift
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+      --platform manylinux2014_x86_64 -d "$stage/$bundle/wheels" "$@" 2>&1 | grep -v '^WARNING: Location' || true
+  }
+  pin() { grep -oP "^$1==\K.*" requirements.lock; }
+  mkdir -p "$stage"/{bench-train,transfer,bench}/data
+  cp -r ../shared/peers/stylegan2-ada-pytorch "$stage/bench-train/peer"    # the peer, for the benchmark only
+  weights bench-train dlib-face-descriptor
+  split_dataset "$dataset" "$stage/bench-train/data/train" "$stage/transfer/data/held" 32
+  recode_images "$stage/bench-train/data/train" png2jpg
+  recode_images "$stage/transfer/data/held" png2jpg
+  weights transfer mobilestylegan-mapping-xml mobilestylegan-mapping-bin mobilestylegan-synthesis-xml \
+    mobilestylegan-synthesis-bin lpips-alex-backbone
+  cp -r "$real" "$stage/transfer/data/real"
+  wheels transfer "lpips==$(pin lpips)"
+  weights bench inception-fid dlib-mmod-detector dlib-landmarks-68 dlib-landmarks-5
+  wheels bench "duckdb==$(pin duckdb)" "dlib-bin==$(pin dlib-bin)"
+  "$PY" - "$REPO/.gpu-carry" "$PART_MIB" <<'EOF'
+# each bundle -> tar.xz, cut into pieces that fill parts of PART_MIB in the driver's order
+import lzma, sys, tarfile
+from pathlib import Path
+root, part_bytes = Path(sys.argv[1]), int(sys.argv[2]) * 2**20
+order = ["bench-train", "transfer", "bench"]
+blobs = {}
+for name in order:
+    path = root / f"{name}.tar.xz"
+    with lzma.open(path, "wb", preset=6) as xz, tarfile.open(fileobj=xz, mode="w|") as tar:
+        tar.add(root / "stage" / name, arcname=name)
+    blobs[name] = path
+parts, room, counts = [[]], part_bytes, {}
+for name in order:
+    data, k = blobs[name].read_bytes(), 0
+    while data:
+        if room == 0:
+            parts.append([]); room = part_bytes
+        piece, data = data[:room], data[room:]
+        parts[-1].append((f"{name}.{k:02d}", piece)); room -= len(piece); k += 1
+    counts[name] = k
+    blobs[name].unlink()
+for i, pieces in enumerate(parts, 1):
+    folder = root / f"part-{i}"
+    folder.mkdir()
+    for piece_name, piece in pieces:
+        (folder / piece_name).write_bytes(piece)
+    (folder / "bundles.txt").write_text("".join(f"{n} {c}\n" for n, c in counts.items()))
+    print(f"part-{i}: {', '.join(n for n, _ in pieces)} ({sum(len(p) for _, p in pieces) / 2**20:.1f} MiB)")
+EOF
+  rm -rf "$stage"
+  echo "calls: start .gpu-carry/part-1, receive .gpu-carry/part-2 .. part-$(ls -d .gpu-carry/part-* | wc -l), wait (each within 30 s of the last)"
 }
 
+# Copy a part's pieces; unpack every bundle whose pieces are all here (once).
 receive() {
-  local part=${1:?receive: name a .gpu-carry/part-K folder}
-  mkdir -p "$CARRY"
-  cp "$part"/chunk-* "$CARRY/"
-  echo "received $(ls "$CARRY" | grep -c '^chunk-') chunks in $CARRY ($(du -sh "$CARRY" | cut -f1))"
+  local part=${1:?receive: name a .gpu-carry/part-K folder} name count have
+  mkdir -p "$CARRY/pieces" "$CARRY/stage"
+  cp "$part"/*.[0-9][0-9] "$CARRY/pieces/"
+  cp "$part/bundles.txt" "$CARRY/"
+  while read -r name count; do
+    have=$(ls "$CARRY/pieces" | grep -c "^$name\.[0-9][0-9]$" || true)
+    [ "$have" = "$count" ] && [ ! -f "$CARRY/$name.ready" ] || continue
+    cat "$CARRY/pieces/$name".[0-9][0-9] | "$PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)' \
+      | tar -C "$CARRY/stage" -xf -
+    rm -f "$CARRY/pieces/$name".[0-9][0-9]
+    for data in "$CARRY/stage/$name"/data/*/; do
+      [ -f "$data/manifest.parquet" ] && recode_images "$data" jpg2png
+    done
+    if [ -d "$CARRY/stage/$name/wheels" ] && [ "$TINY" != 1 ]; then
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CARRY/stage/$name"/wheels/*.whl
+    fi
+    touch "$CARRY/$name.ready"
+    echo "bundle $name unpacked ($(du -sh "$CARRY/stage/$name" | cut -f1))"
+  done < "$CARRY/bundles.txt"
+  [ -f "$CARRY/results/gpu_check.log" ] && { echo "--- driver so far:"; tail -n 6 "$CARRY/results/gpu_check.log"; } || true
 }
 
-run() {
-  local tiny=0
-  [ "${1:-}" = "--tiny" ] && tiny=1
+start() {
+  receive "$@"
+  rm -rf "$CARRY/results" "$CARRY/work" && mkdir -p "$CARRY/results" "$CARRY/work"
+  # a new session: the driver outlives this call (the machine kills what a call leaves, but not setsid's)
+  # it runs from a copy: bash reads a script as it goes, and later calls sync the working tree again
+  cp "$REPO/benchmarks/gpu_check.sh" "$CARRY/driver.sh"
+  GPU_CHECK_REPO=$REPO setsid nohup bash "$CARRY/driver.sh" driver > "$CARRY/results/driver.out" 2>&1 < /dev/null &
+  sleep 5
+  echo "driver started (pid $!); log: $CARRY/results/gpu_check.log"
+  tail -n 5 "$CARRY/results/gpu_check.log" 2>/dev/null || true
+}
+
+wait_driver() {
+  local seconds=${1:-560} t0
+  t0=$(date +%s)
+  while [ ! -f "$CARRY/results/done" ] && [ $(( $(date +%s) - t0 )) -lt "$seconds" ]; do sleep 3; done
   OUT=${OUT:-$REPO/gpu-check-out}
   mkdir -p "$OUT"
-  local work py device train held real resolutions bt_batch bt_steps tr_res tr_batch kimg steps limit workers
-  work=$(mktemp -d)
-  exec > >(tee "$OUT/gpu_check.log") 2>&1
-  if [ $tiny = 1 ]; then
-    py=$(python_here); device=cpu
-    local src=${DATASET:-$(ls -d /tmp/pytest-of-*/pytest-*/fixture_dataset0 2>/dev/null | tail -1)}
-    [ -f "$src/manifest.parquet" ] || { echo "run --tiny: set DATASET to a built dataset" >&2; exit 2; }
-    split_dataset "$src" "$work/train" "$work/held" 4
-    train=$work/train; held=$work/held; real=${REAL:-../shared/fixtures/real}
-    resolutions=64; bt_batch=2; bt_steps=1; tr_res=64; tr_batch=2; kimg=0.004; steps=2; limit=4; workers=2; bt_faces=1; nv_steps=3
-  else
-    py=python3; device=cuda
-    if [ ! -d "$CARRY/stage" ]; then
-      cat "$CARRY"/chunk-* | tar -C "$CARRY" -xf -
-    fi
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CARRY"/stage/wheels/*.whl
-    export PYTHONPATH=/tmp/site:$REPO DRFHQ_HOME=$CARRY/stage/home DRFHQ_PEER=$CARRY/stage/peer
-    train=$CARRY/stage/data/train; held=$CARRY/stage/data/held; real=$CARRY/stage/data/real
-    resolutions=256,1024; bt_batch=8; bt_steps=3; tr_res=1024; tr_batch=16; kimg=0.4; steps=200; limit=16; workers=4; bt_faces=4; nv_steps=300
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-  fi
-  export PYTHONUNBUFFERED=1
-  local drfhq="$py -m drfhq_tools.cli" t0 t1 t2 t3 t4
-  t0=$(date +%s)
-  $py benchmarks/bench_train.py --dataset "$train" --resolutions $resolutions --batch $bt_batch --steps $bt_steps \
-    --device $device --json "$OUT/bench_train.json"
-  t1=$(date +%s)
-  $drfhq train "$train" --base mobilestylegan-ffhq --out "$work/train-run" --resolution $tr_res --batch $tr_batch \
-    --mbstd-group 4 --kimg $kimg --snapshot-kimg $kimg --freeze-below 8 --grid 4 --device $device --workers $workers
-  t2=$(date +%s)
-  $drfhq translate "$held" --ckpt "$work/train-run" --out "$work/translated" --method transfer,project-real,layer-swap \
-    --steps $steps --limit $limit --lpips-net alex --batch $limit --device $device
-  t3=$(date +%s)
-  $drfhq bench --dataset "$held" --real "$real" --out "$work/bench" --limit $limit --device $device --identity dlib-torch \
-    --kid-subsets 10 --bootstrap 200 --cache "$work/cache.sqlite" \
-    --baselines "input,color-transfer,transfer=$work/translated/transfer,project-real=$work/translated/project-real,layer-swap=$work/translated/layer-swap"
-  t4=$(date +%s)
-  # the latent-space table of the README and our inversion against NVIDIA's projector, on this run
-  $py benchmarks/bench_spaces.py --dataset "$held" --ckpt "$work/train-run" --real "$real" --out "$work/spaces" \
-    --steps $steps --limit $limit --batch $limit --device $device
-  cp "$work/spaces/spaces.md" "$work/spaces/spaces.json" "$work/spaces/spaces.jpg" "$OUT/"
-  $py benchmarks/bench_translate.py --generator "$work/train-run/g_real" --targets "$held/images" --faces $bt_faces \
-    --steps $nv_steps --device $device --json "$OUT/bench_translate.json"
-  cp "$(ls "$work"/train-run/snapshots/grid-*.png | tail -1)" "$OUT/transfer-grid.png"
-  cp "$work/train-run/losses.png" "$OUT/losses.png" 2>/dev/null || true
-  $py - "$OUT" "$work" "$t0" "$t1" "$t2" "$t3" "$t4" "$tiny" "$limit" "$steps" <<'EOF'
-import json, sys, torch
-from pathlib import Path
-from drfhq_tools.bench.store import query
-out, work = Path(sys.argv[1]), Path(sys.argv[2])
-t0, t1, t2, t3, t4 = map(int, sys.argv[3:8])
-tiny, faces, steps = sys.argv[8] == "1", int(sys.argv[9]), int(sys.argv[10])
-train_cfg = json.loads((work / "train-run" / "train-config.json").read_text())
-columns, rows = query(work / "bench", "SELECT method, metric, n, value, ci_low, ci_high, flag FROM results WHERE slice = 'all' ORDER BY method, metric")
-report = {
-    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() and not tiny else "CPU (rehearsal, tiny sizes)",
-    "torch": torch.__version__, "tiny": tiny,
-    "bench_train": json.loads((out / "bench_train.json").read_text()),
-    "transfer": {"train_s": t2 - t1, "kimg": train_cfg["kimg"], "batch": train_cfg["batch"], "resolution": train_cfg["resolution"],
-                 "discriminator": train_cfg["discriminator"], "precision": train_cfg["precision"],
-                 "translate_s_per_face": (t3 - t2) / faces, "translate_faces": faces, "inversion_steps": steps,
-                 "bench_s": t4 - t3, "bench": [dict(zip(columns, r)) for r in rows]},
-    "wall_s": t4 - t0,
+  for f in gpu_check.json gpu_check.log gpu_mem.csv transfer-grid.png losses.png translate-grid.jpg bench.tar.gz bench_train.json; do
+    [ -f "$CARRY/results/$f" ] && cp "$CARRY/results/$f" "$OUT/"
+  done
+  if [ -f "$CARRY/results/done" ]; then echo "driver done"; else echo "driver still running after ${seconds}s: call wait again"; fi
+  tail -n 40 "$CARRY/results/gpu_check.log"
 }
-(out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
-print(f"gpu_check: {report['device']}, {report['wall_s']} s; figures in {out / 'gpu_check.json'}")
-EOF
+
+# ---------------------------------------------------------------- the driver (runs there, in the background)
+driver() {
+  local res=$CARRY/results work=$CARRY/work stage=$CARRY/stage t0 deadline device
+  exec >> "$res/gpu_check.log" 2>&1
+  t0=$(date +%s); deadline=$((t0 + BUDGET_S))
+  export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$REPO DRFHQ_HOME=$CARRY/home DRFHQ_PEER=$stage/bench-train/peer
+  mkdir -p "$CARRY/home"
+  local bt_res bt_batch bt_steps tr_res tr_batch minutes steps faces workers translate_batch impls snapshot bt_cap monitor=
+  if [ "$TINY" = 1 ]; then
+    device=cpu; bt_res=64; bt_batch=2; bt_steps=1; tr_res=64; tr_batch=2; minutes=0.3; steps=2; faces=4; workers=2
+    translate_batch=4; snapshot=0.002; bt_cap=900; impls=ours-adversarial,ours-consistency,nvidia-ref
+  else
+    device=cuda; bt_res=256,1024; bt_batch=8; bt_steps=3; tr_res=1024; tr_batch=16; minutes=4.5; steps=200; faces=32
+    workers=8; translate_batch=16; snapshot=1; bt_cap=180; impls=ours-adversarial,ours-consistency,nvidia-custom
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+    nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 500 > "$res/gpu_mem.csv" &
+    monitor=$!
+    # NVIDIA's custom ops take a minute of nvcc: build them now, while the first bundles arrive
+    (while [ ! -f "$CARRY/bench-train.ready" ]; do sleep 2; done; cd "$stage/bench-train/peer"
+     python3 -c "from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:', bias_act._init(), upfirdn2d._init())") &
+  fi
+  echo "driver: $(date -u +%FT%TZ), device $device, budget ${BUDGET_S}s"
+  left() { echo $(( deadline - $(date +%s) )); }
+  bundle() {    # wait for a bundle, link its weights into the home
+    local name=$1 k=0
+    while [ ! -f "$CARRY/$name.ready" ]; do sleep 2; k=$((k + 2)); [ $k -lt 300 ] || { echo "bundle $name never came"; return 1; }; done
+    [ -d "$stage/$name/home" ] && cp -rs "$stage/$name/home/." "$CARRY/home/"
+    return 0
+  }
+  step() {      # NAME SECONDS CMD...: a timed stage, its outcome in stages.tsv; a failure does not stop the others
+    local name=$1 limit=$2 s rc; shift 2
+    [ "$limit" -gt 20 ] || { echo "== $name skipped: ${limit}s left"; printf '%s\t%s\t%s\t%s\n' "$name" 0 0 skipped >> "$res/stages.tsv"; return 0; }
+    echo "== $name (at most ${limit}s) $(date -u +%T)"
+    s=$(date +%s)
+    set +e; timeout --kill-after=10 "$limit" "$@"; rc=$?; set -e
+    printf '%s\t%s\t%s\t%s\n' "$name" "$s" "$(date +%s)" "$rc" >> "$res/stages.tsv"
+    echo "== $name: exit $rc after $(( $(date +%s) - s ))s"
+  }
+  local train=$stage/bench-train/data/train held=$stage/transfer/data/held real=$stage/transfer/data/real
+  local drfhq="python3 -m drfhq_tools.cli"
+  [ "$TINY" = 1 ] && drfhq="$PY -m drfhq_tools.cli"
+  local py=python3; [ "$TINY" = 1 ] && py=$PY
+
+  # 1. training speed, ours against NVIDIA's (its custom ops build with nvcc in the first NVIDIA child)
+  bundle bench-train
+  step bench_train $(( $(left) - 470 < bt_cap ? $(left) - 470 : bt_cap )) $py benchmarks/bench_train.py --dataset "$train" \
+    --resolutions $bt_res --batch $bt_batch --steps $bt_steps --device $device --impls $impls --json "$res/bench_train.json"
+
+  # 2. the transfer run: as many kimg as fit, leaving time for translate and bench
+  bundle transfer
+  local train_cmd=($drfhq train "$train" --base mobilestylegan-ffhq --out "$work/train-run" --resolution $tr_res
+    --batch $tr_batch --mbstd-group 4 --kimg 1000 --snapshot-kimg $snapshot --freeze-below 8 --grid 6 --device $device
+    --workers $workers)
+  minutes=$("$py" -c "print(round(min($minutes, max(0.2, ($(left) - 230) / 60)), 2))")
+  step train $(( $(left) - 150 )) "${train_cmd[@]}" --max-minutes "$minutes" --precision auto
+  if [ "$(tail -n 1 "$res/stages.tsv" | awk '{print ($4 != 0 && $3 - $2 < 90)}')" = 1 ]; then
+    echo "train (auto precision) failed at once: once more in fp32"
+    rm -rf "$work/train-run"; minutes=$("$py" -c "print(round(max(0.2, ($(left) - 230) / 60), 2))")
+    step train_fp32 $(( $(left) - 150 )) "${train_cmd[@]}" --max-minutes "$minutes" --precision fp32
+  fi
+
+  # 3. translate the held-back renders with the three methods
+  step translate $(( $(left) - 75 )) $drfhq translate "$held" --ckpt "$work/train-run" --out "$work/translated" \
+    --method transfer,project-real,layer-swap --steps $steps --limit $faces --lpips-net alex --batch $translate_batch --device $device
+
+  # 4. bench against the real photos (every metric; features on the GPU)
+  bundle bench
+  step bench $(( $(left) - 15 )) $drfhq bench --dataset "$held" --real "$real" --out "$work/bench" --limit $faces \
+    --device $device --identity dlib-torch --workers $workers --cache "$work/cache.sqlite" \
+    --baselines "input,color-transfer,transfer=$work/translated/transfer,project-real=$work/translated/project-real,layer-swap=$work/translated/layer-swap"
+
+  # 5. what comes back
+  set +e
+  cp "$(ls "$work"/train-run/snapshots/grid-*.png 2>/dev/null | tail -1)" "$res/transfer-grid.png" 2>/dev/null
+  cp "$work/train-run/losses.png" "$res/losses.png" 2>/dev/null
+  (cd "$work" && tar -czf "$res/bench.tar.gz" --exclude='*.png' --exclude='*.jpg' bench train-run/train-config.json \
+     train-run/g_render/generator.json train-run/losses.csv translated/*/provenance.json translated/translate.parquet 2>/dev/null)
+  $py "$REPO/benchmarks/gpu_check_summary.py" --carry "$CARRY" --device "$device" --faces $faces --steps $steps
+  set -e
+  [ -n "$monitor" ] && kill "$monitor" 2>/dev/null
+  touch "$res/done"
+  echo "driver: done at $(date -u +%T), $(( $(date +%s) - t0 ))s"
+}
+
+run_tiny() {   # the rehearsal: every call in turn, here, at CPU sizes
+  local dataset=${DATASET:-$(ls -d /tmp/pytest-of-*/pytest-*/fixture_dataset0 2>/dev/null | tail -1)} part
+  [ -f "$dataset/manifest.parquet" ] || { echo "run --tiny: set DATASET to a built dataset" >&2; exit 2; }
+  export GPU_CHECK_TINY=1 DRFHQ_CARRY=${DRFHQ_CARRY:-$(mktemp -d)} GPU_CHECK_BUDGET_S=${GPU_CHECK_BUDGET_S:-1500}
+  PART_MIB=${PART_MIB:-60} bash "$0" pack "$dataset" "${REAL:-../shared/fixtures/real}"
+  bash "$0" start .gpu-carry/part-1
+  for part in $(ls -d .gpu-carry/part-* | sort -V | tail -n +2); do bash "$0" receive "$part"; done
+  bash "$0" wait 1500
 }
 
 case "${1:-}" in
   pack) shift; pack "$@" ;;
+  start) shift; start "$@" ;;
   receive) shift; receive "$@" ;;
-  run) shift; run "$@" ;;
-  *) echo "usage: $0 pack [DATASET] [REAL] | receive PART | run [--tiny]" >&2; exit 2 ;;
+  wait) shift; wait_driver "$@" ;;
+  driver) driver ;;
+  run) [ "${2:-}" = "--tiny" ] || { echo "run: only --tiny (the GPU run is start/receive/wait)" >&2; exit 2; }; run_tiny ;;
+  *) echo "usage: $0 pack [DATASET] [REAL] | start PART | receive PART | wait [SECONDS] | run --tiny" >&2; exit 2 ;;
 esac

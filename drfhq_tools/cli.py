@@ -197,6 +197,7 @@ def train_cmd(
     network: Optional[str] = typer.Option(None, help="tiny | cpu256 | 256 | 1024: G for --base none (default tiny); channels of a fresh D (default: the base G's, else config-f)."),
     resolution: Optional[int] = typer.Option(None, help="Training resolution of D and the losses (default: the generator's own)."),
     kimg: Optional[float] = typer.Option(None, help="Thousands of images to train on."),
+    max_minutes: Optional[float] = typer.Option(None, help="Also stop, with a snapshot, after this many minutes of training."),
     batch: Optional[int] = typer.Option(None, help="Global batch (split over torchrun processes)."),
     lr_g: Optional[float] = typer.Option(None), lr_d: Optional[float] = typer.Option(None),
     r1_gamma: Optional[float] = typer.Option(None), r1_interval: Optional[int] = typer.Option(None),
@@ -228,7 +229,7 @@ def train_cmd(
         policies = None if augment is None else tuple(a for a in augment.split(",") if a and a != "none")
         cfg = merge_config(TrainConfig, file_values, {
             "dataset": str(dataset), "out": str(out), "base": base, "network": network, "resolution": resolution,
-            "kimg": kimg, "batch": batch, "lr_g": lr_g, "lr_d": lr_d, "r1_gamma": r1_gamma, "r1_interval": r1_interval,
+            "kimg": kimg, "max_minutes": max_minutes, "batch": batch, "lr_g": lr_g, "lr_d": lr_d, "r1_gamma": r1_gamma, "r1_interval": r1_interval,
             "ema_kimg": ema_kimg, "mbstd_group": mbstd_group, "w_adversarial": w_adversarial, "w_identity": w_identity,
             "w_colour": w_colour, "w_geometry": w_geometry, "identity": identity, "freeze_mapping": freeze_mapping,
             "freeze_below": freeze_below, "freeze_d": freeze_d, "augment": policies, "precision": precision,

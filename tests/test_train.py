@@ -83,11 +83,20 @@ def test_resume_continues_exactly_where_it_stopped(fixture_dataset, tmp_path):
         assert (whole / path).is_file(), path
     grids = sorted((whole / "snapshots").glob("grid-*.png"))
     assert len(grids) == 3      # start, 0.012 kimg, 0.024 kimg
+    # a time budget stops after the step that spends it, with a snapshot; --resume goes on as if never stopped
+    logged = []
+    timed = train(_cfg(fixture_dataset, tmp_path / "timed", max_minutes=1e-9), log=logged.append)
+    assert torch.load(timed / "checkpoint.pt", weights_only=False)["step"] == 1
+    assert any("--max-minutes" in line for line in logged)
+    assert len(list((timed / "snapshots").glob("grid-*.png"))) == 2     # start, and where it stopped
+    train(_cfg(fixture_dataset, tmp_path / "timed"), resume=True, log=lambda *a: None)
+    c = torch.load(timed / "checkpoint.pt", weights_only=False)
+    assert c["step"] == 6 and all(torch.equal(a["g_ema"][n], c["g_ema"][n]) for n in a["g_ema"])
 
 
 def test_bad_options_fail_before_anything_is_written(fixture_dataset, tmp_path):
     for bad in (dict(network="huge"), dict(batch=0), dict(freeze_d=9), dict(precision="fp8"), dict(device="cuda:x"), dict(augment=("rotate",)), dict(identity="arcface"),
-                dict(resolution=48)):
+                dict(resolution=48), dict(max_minutes=0)):
         with pytest.raises(DrfhqError):
             train(_cfg(fixture_dataset, tmp_path / "bad", **bad))
         assert not (tmp_path / "bad").exists()

@@ -76,6 +76,7 @@ class TrainConfig:
                                           # tiny); channels of a fresh D (default: the base G's, else config-f)
     resolution: int | None = None         # training resolution (D and losses); default the generator's own
     kimg: float = 1.0                     # thousands of generated images to train on
+    max_minutes: float | None = None      # also stop (with a snapshot) once training has run this long
     batch: int = 4
     lr_g: float = 0.002
     lr_d: float = 0.002
@@ -108,6 +109,8 @@ class TrainConfig:
             raise DrfhqError(f"--network {self.network}: choose one of {', '.join(CONFIGS)}")
         if self.resolution is not None and (self.resolution < 32 or self.resolution & (self.resolution - 1)):
             raise DrfhqError(f"--resolution {self.resolution}: a power of two, at least 32")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise DrfhqError(f"--max-minutes {self.max_minutes}: must be > 0")
         if self.kimg <= 0 or self.batch < 1 or self.snapshot_kimg <= 0 or self.r1_interval < 1 or self.grid < 1:
             raise DrfhqError("--kimg, --snapshot-kimg must be > 0; --batch, --r1-interval, --grid >= 1")
         if min(self.lr_g, self.lr_d) <= 0 or self.ema_kimg < 0:
@@ -127,7 +130,7 @@ class TrainConfig:
 
     def comparable(self) -> dict:
         """Fields that must match for --resume (the length of the run and how it runs may change)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("kimg", "snapshot_kimg", "device", "workers", "compile")}
+        return {k: v for k, v in asdict(self).items() if k not in ("kimg", "max_minutes", "snapshot_kimg", "device", "workers", "compile")}
 
 
 def _world() -> tuple[int, int]:
@@ -468,6 +471,7 @@ def snapshot(trainer: Trainer, out: Path) -> None:
     info = {"train_config": asdict(cfg), "step": trainer.step_index, "kimg": trainer.step_index * cfg.batch / 1000,
             "base": trainer.base_info, "resolution": trainer.resolution, "discriminator": trainer.d_source,
             "precision": trainer.precision,
+            "peak_cuda_mib": round(torch.cuda.max_memory_allocated(trainer.device) / 2**20) if trainer.device.type == "cuda" else None,
             "identity_network": {"name": trainer.identity.name, "sha256": trainer.identity.weights_sha256} if trainer.identity else None}
     save_generator(trainer.g_ema, out / "g_render", extra=info)
     _write_losses(trainer.history, out / "losses.csv")
@@ -534,13 +538,29 @@ def train(cfg: TrainConfig, resume: bool = False, progress=None, log=print) -> P
             row = trainer.step()
             if progress:
                 progress(trainer.step_index, total_steps)
-            if trainer.step_index % every == 0 or trainer.step_index == total_steps:
+            out_of_time = _out_of_time(started, cfg.max_minutes, trainer.device)
+            if out_of_time and rank == 0:
+                log(f"--max-minutes {cfg.max_minutes}: stopping at kimg {row['kimg']:.3f} of {cfg.kimg}")
+            if trainer.step_index % every == 0 or trainer.step_index == total_steps or out_of_time:
                 snapshot(trainer, out)
                 if rank == 0:
                     log(f"kimg {row['kimg']:.3f}: identity {row['identity']:.4f} colour {row['colour']:.4f} "
                         f"geometry {row['geometry']:.4f} G {row['adversarial']:.3f} D {row['d_loss']:.3f} "
                         f"({(time.time() - started) / max(1, len(trainer.history)):.2f} s/step)")
+            if out_of_time:
+                break
     return out
+
+
+def _out_of_time(started: float, max_minutes: float | None, device: torch.device) -> bool:
+    """Whether the time budget is spent; every process takes rank 0's answer, so all stop at one step."""
+    if max_minutes is None:
+        return False
+    spent = torch.tensor([float(time.time() - started >= max_minutes * 60)], device=device)
+    rank, world = _world()
+    if world > 1:
+        dist.broadcast(spent, 0)
+    return bool(spent.item())
 
 
 class distributed_from_env:
