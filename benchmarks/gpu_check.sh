@@ -169,7 +169,7 @@ receive() {
 
 start() {
   receive "$@"
-  rm -rf "$CARRY/results" "$CARRY/work" && mkdir -p "$CARRY/results" "$CARRY/work"
+  rm -rf "$CARRY/results" "$CARRY/work" "$CARRY/deadline" && mkdir -p "$CARRY/results" "$CARRY/work"
   # a new session: the driver outlives this call (the machine kills what a call leaves, but not setsid's)
   # it runs from a copy: bash reads a script as it goes, and later calls sync the working tree again
   cp "$REPO/benchmarks/gpu_check.sh" "$CARRY/driver.sh"
@@ -214,7 +214,8 @@ driver() {
      python3 -c "from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:', bias_act._init(), upfirdn2d._init())") &
   fi
   echo "driver: $(date -u +%FT%TZ), device $device, budget ${BUDGET_S}s"
-  left() { echo $(( deadline - $(date +%s) )); }
+  # seconds left; a later call may move the deadline: echo EPOCH_SECONDS > $CARRY/deadline
+  left() { [ -f "$CARRY/deadline" ] && deadline=$(cat "$CARRY/deadline"); echo $(( deadline - $(date +%s) )); }
   bundle() {    # wait for a bundle, link its weights into the home
     local name=$1 k=0
     while [ ! -f "$CARRY/$name.ready" ]; do sleep 2; k=$((k + 2)); [ $k -lt 300 ] || { echo "bundle $name never came"; return 1; }; done
