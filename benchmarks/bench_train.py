@@ -55,8 +55,10 @@ def _peak(device: str) -> float:
 
 
 def _time(step, first: int, steps: int, device: str) -> tuple[float, float]:
-    """(seconds of a step without R1, seconds of the R1 step), after one warm-up step."""
+    """(seconds of a step without R1, seconds of the R1 step), after a warm-up step of each kind."""
     step(first)                       # warm-up: allocations, cudnn autotuning, lazy init
+    step(R1_INTERVAL * 2)             # the R1 step's double backward has convolutions of its own to tune
+                                      # (12 s of a first H100 run went there, timed as if it were the step)
     _sync(device)
     start = time.perf_counter()
     for i in range(first + 1, first + 1 + steps):
@@ -79,11 +81,29 @@ def _reals(dataset: str, resolution: int, n: int = 32):
     return torch.stack([images[i] for i in range(len(images))]).float() / 127.5 - 1
 
 
+def _register_built_extensions() -> None:
+    """The peer's custom_ops builds with `cpp_extension.load`, then imports the module by name; since
+    torch 2.x `load` no longer puts it in sys.modules, so that import fails and NVIDIA's code falls back
+    to its reference ops (seen on the first GPU run). Registering what `load` returns is the whole fix;
+    the peer itself is run unchanged."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    load = cpp_extension.load
+
+    def load_and_register(name, *args, **kwargs):
+        module = load(name, *args, **kwargs)
+        sys.modules.setdefault(name, module)
+        return module
+
+    cpp_extension.load = load_and_register
+
+
 def child_nvidia(resolution: int, batch: int, steps: int, device: str, path: str, dataset: str) -> dict:
     import numpy as np
     import torch
 
     sys.path.insert(0, str(PEER))
+    _register_built_extensions()
     from torch_utils import misc
     from torch_utils.ops import bias_act, upfirdn2d
     from training.loss import StyleGAN2Loss
@@ -225,7 +245,7 @@ def main() -> None:
         impls = [i for i in args.impls.split(",") if i in impls]
     report = {"device": device_name, "torch": torch.__version__, "batch": args.batch, "timed_steps": args.steps, "rows": []}
     print(f"training step, config-f, batch {args.batch}, on {device_name}, torch {torch.__version__}; "
-          f"{args.steps} timed steps + 1 R1 step after a warm-up, amortised over R1 every {R1_INTERVAL}")
+          f"{args.steps} timed steps + 1 R1 step after a warm-up of each, amortised over R1 every {R1_INTERVAL}")
     print(f"{'res':>5} {'implementation':18} {'s/kimg':>9} {'s/step':>8} {'peak MiB':>9} {'precision':>12}  NVIDIA / ours")
     for resolution in (int(r) for r in args.resolutions.split(",")):
         rows = [run_child(args, resolution, impl) for impl in impls]

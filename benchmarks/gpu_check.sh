@@ -28,6 +28,9 @@ CARRY=${DRFHQ_CARRY:-/tmp/drfhq-carry}       # where bundles are unpacked and th
 PART_MIB=${PART_MIB:-60}
 TINY=${GPU_CHECK_TINY:-0}
 BUDGET_S=${GPU_CHECK_BUDGET_S:-650}          # the driver's whole run, from its start (device time is scarce)
+BUNDLES=${GPU_CHECK_BUNDLES:-bench-train transfer bench}        # what pack carries
+STAGES=${GPU_CHECK_STAGES:-bench_train train translate bench}   # what the driver runs (export: outputs as JPEG)
+AFTER_TRAIN_S=${GPU_CHECK_AFTER_TRAIN_S:-230}  # seconds kept for what follows training
 
 python_here() { if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi; }
 PY=$(python_here)
@@ -107,14 +110,16 @@ pack() {
     mobilestylegan-synthesis-bin lpips-alex-backbone
   cp -r "$real" "$stage/transfer/data/real"
   wheels transfer "lpips==$(pin lpips)"
-  weights bench inception-fid dlib-mmod-detector dlib-landmarks-68 dlib-landmarks-5
-  wheels bench "duckdb==$(pin duckdb)" "dlib-bin==$(pin dlib-bin)"
-  "$PY" - "$REPO/.gpu-carry" "$PART_MIB" <<'EOF'
+  if [[ " $BUNDLES " == *" bench "* ]]; then
+    weights bench inception-fid dlib-mmod-detector dlib-landmarks-68 dlib-landmarks-5
+    wheels bench "duckdb==$(pin duckdb)" "dlib-bin==$(pin dlib-bin)"
+  fi
+  "$PY" - "$REPO/.gpu-carry" "$PART_MIB" "$BUNDLES" <<'EOF'
 # each bundle -> tar.xz, cut into pieces that fill parts of PART_MIB in the driver's order
 import lzma, sys, tarfile
 from pathlib import Path
 root, part_bytes = Path(sys.argv[1]), int(sys.argv[2]) * 2**20
-order = ["bench-train", "transfer", "bench"]
+order = sys.argv[3].split()
 blobs = {}
 for name in order:
     path = root / f"{name}.tar.xz"
@@ -169,7 +174,7 @@ receive() {
 
 start() {
   receive "$@"
-  rm -rf "$CARRY/results" "$CARRY/work" "$CARRY/deadline" && mkdir -p "$CARRY/results" "$CARRY/work"
+  rm -rf "$CARRY/results" "$CARRY/work" "$CARRY/deadline" "$CARRY"/*.linked && mkdir -p "$CARRY/results" "$CARRY/work"
   # a new session: the driver outlives this call (the machine kills what a call leaves, but not setsid's)
   # it runs from a copy: bash reads a script as it goes, and later calls sync the working tree again
   cp "$REPO/benchmarks/gpu_check.sh" "$CARRY/driver.sh"
@@ -185,7 +190,7 @@ wait_driver() {
   while [ ! -f "$CARRY/results/done" ] && [ $(( $(date +%s) - t0 )) -lt "$seconds" ]; do sleep 3; done
   OUT=${OUT:-$REPO/gpu-check-out}
   mkdir -p "$OUT"
-  for f in gpu_check.json gpu_check.log gpu_mem.csv transfer-grid.png losses.png translate-grid.jpg bench.tar.gz bench_train.json; do
+  for f in gpu_check.json gpu_check.log gpu_mem.csv transfer-grid.png losses.png translate-grid.jpg run.tar.gz translated.tar; do
     [ -f "$CARRY/results/$f" ] && cp "$CARRY/results/$f" "$OUT/"
   done
   if [ -f "$CARRY/results/done" ]; then echo "driver done"; else echo "driver still running after ${seconds}s: call wait again"; fi
@@ -200,9 +205,10 @@ driver() {
   export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$REPO DRFHQ_HOME=$CARRY/home DRFHQ_PEER=$stage/bench-train/peer
   mkdir -p "$CARRY/home"
   local bt_res bt_batch bt_steps tr_res tr_batch minutes steps faces workers translate_batch impls snapshot bt_cap monitor=
+  run_stage() { [[ " $STAGES " == *" $1 "* ]]; }
   if [ "$TINY" = 1 ]; then
-    device=cpu; bt_res=64; bt_batch=2; bt_steps=1; tr_res=64; tr_batch=2; minutes=0.3; steps=2; faces=4; workers=2
-    translate_batch=4; snapshot=0.002; bt_cap=900; impls=ours-adversarial,ours-consistency,nvidia-ref
+    device=cpu; bt_res=64; bt_batch=2; bt_steps=1; tr_res=64; tr_batch=2; minutes=0.3; steps=2; faces=2; workers=2
+    translate_batch=2; snapshot=0.002; bt_cap=900; impls=ours-adversarial,ours-consistency,nvidia-ref
   else
     device=cuda; bt_res=256,1024; bt_batch=8; bt_steps=3; tr_res=1024; tr_batch=16; minutes=4.5; steps=200; faces=32
     workers=8; translate_batch=16; snapshot=1; bt_cap=180; impls=ours-adversarial,ours-consistency,nvidia-custom
@@ -210,16 +216,19 @@ driver() {
     nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 500 > "$res/gpu_mem.csv" &
     monitor=$!
     # NVIDIA's custom ops take a minute of nvcc: build them now, while the first bundles arrive
-    (while [ ! -f "$CARRY/bench-train.ready" ]; do sleep 2; done; cd "$stage/bench-train/peer"
-     python3 -c "from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:', bias_act._init(), upfirdn2d._init())") &
+    run_stage bench_train && (while [ ! -f "$CARRY/bench-train.ready" ]; do sleep 2; done; cd "$stage/bench-train/peer"
+     python3 -c "import sys; sys.path[:0] = ['$REPO/benchmarks', '.']; import bench_train; bench_train._register_built_extensions()
+from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:', bias_act._init(), upfirdn2d._init())") &
   fi
-  echo "driver: $(date -u +%FT%TZ), device $device, budget ${BUDGET_S}s"
+  echo "driver: $(date -u +%FT%TZ), device $device, budget ${BUDGET_S}s, stages: $STAGES"
   # seconds left; a later call may move the deadline: echo EPOCH_SECONDS > $CARRY/deadline
   left() { [ -f "$CARRY/deadline" ] && deadline=$(cat "$CARRY/deadline"); echo $(( deadline - $(date +%s) )); }
   bundle() {    # wait for a bundle, link its weights into the home
     local name=$1 k=0
     while [ ! -f "$CARRY/$name.ready" ]; do sleep 2; k=$((k + 2)); [ $k -lt 300 ] || { echo "bundle $name never came"; return 1; }; done
-    [ -d "$stage/$name/home" ] && cp -rs "$stage/$name/home/." "$CARRY/home/"
+    if [ -d "$stage/$name/home" ] && [ ! -f "$CARRY/$name.linked" ]; then
+      cp -rs "$stage/$name/home/." "$CARRY/home/" && touch "$CARRY/$name.linked"
+    fi
     return 0
   }
   step() {      # NAME SECONDS CMD...: a timed stage, its outcome in stages.tsv; a failure does not stop the others
@@ -237,38 +246,58 @@ driver() {
   local py=python3; [ "$TINY" = 1 ] && py=$PY
 
   # 1. training speed, ours against NVIDIA's (its custom ops build with nvcc in the first NVIDIA child)
-  bundle bench-train
-  step bench_train $(( $(left) - 470 < bt_cap ? $(left) - 470 : bt_cap )) $py benchmarks/bench_train.py --dataset "$train" \
-    --resolutions $bt_res --batch $bt_batch --steps $bt_steps --device $device --impls $impls --json "$res/bench_train.json"
+  if run_stage bench_train; then
+    bundle bench-train
+    step bench_train $(( $(left) - 470 < bt_cap ? $(left) - 470 : bt_cap )) $py benchmarks/bench_train.py --dataset "$train" \
+      --resolutions $bt_res --batch $bt_batch --steps $bt_steps --device $device --impls $impls --json "$res/bench_train.json"
+  fi
 
-  # 2. the transfer run: as many kimg as fit, leaving time for translate and bench
-  bundle transfer
-  local train_cmd=($drfhq train "$train" --base mobilestylegan-ffhq --out "$work/train-run" --resolution $tr_res
-    --batch $tr_batch --mbstd-group 4 --kimg 1000 --snapshot-kimg $snapshot --freeze-below 8 --grid 6 --device $device
-    --workers $workers)
-  minutes=$("$py" -c "print(round(min($minutes, max(0.2, ($(left) - 230) / 60)), 2))")
-  step train $(( $(left) - 150 )) "${train_cmd[@]}" --max-minutes "$minutes" --precision auto
-  if [ "$(tail -n 1 "$res/stages.tsv" | awk '{print ($4 != 0 && $3 - $2 < 90)}')" = 1 ]; then
-    echo "train (auto precision) failed at once: once more in fp32"
-    rm -rf "$work/train-run"; minutes=$("$py" -c "print(round(max(0.2, ($(left) - 230) / 60), 2))")
-    step train_fp32 $(( $(left) - 150 )) "${train_cmd[@]}" --max-minutes "$minutes" --precision fp32
+  # 2. the transfer run: as many kimg as fit, leaving AFTER_TRAIN_S for what follows
+  if run_stage train; then
+    bundle bench-train; bundle transfer
+    local train_cmd=($drfhq train "$train" --base mobilestylegan-ffhq --out "$work/train-run" --resolution $tr_res
+      --batch $tr_batch --mbstd-group 4 --kimg 1000 --snapshot-kimg $snapshot --freeze-below 8 --grid 6 --device $device
+      --workers $workers)
+    minutes=$("$py" -c "print(round(min($minutes, max(0.2, ($(left) - $AFTER_TRAIN_S) / 60)), 2))")
+    step train $(( $(left) - AFTER_TRAIN_S + 80 )) "${train_cmd[@]}" --max-minutes "$minutes" --precision auto
+    if [ "$(tail -n 1 "$res/stages.tsv" | awk '{print ($4 != 0 && $3 - $2 < 90)}')" = 1 ]; then
+      echo "train (auto precision) failed at once: once more in fp32"
+      rm -rf "$work/train-run"; minutes=$("$py" -c "print(round(max(0.2, ($(left) - $AFTER_TRAIN_S) / 60), 2))")
+      step train_fp32 $(( $(left) - AFTER_TRAIN_S + 80 )) "${train_cmd[@]}" --max-minutes "$minutes" --precision fp32
+    fi
   fi
 
   # 3. translate the held-back renders with the three methods
-  step translate $(( $(left) - 75 )) $drfhq translate "$held" --ckpt "$work/train-run" --out "$work/translated" \
-    --method transfer,project-real,layer-swap --steps $steps --limit $faces --lpips-net alex --batch $translate_batch --device $device
+  if run_stage translate; then
+    bundle transfer
+    local after_translate=12; run_stage bench && after_translate=75
+    step translate $(( $(left) - after_translate )) $drfhq translate "$held" --ckpt "$work/train-run" \
+      --out "$work/translated" --method transfer,project-real,layer-swap --steps $steps --limit $faces --lpips-net alex \
+      --batch $translate_batch --device $device
+  fi
 
   # 4. bench against the real photos (every metric; features on the GPU)
-  bundle bench
-  step bench $(( $(left) - 15 )) $drfhq bench --dataset "$held" --real "$real" --out "$work/bench" --limit $faces \
-    --device $device --identity dlib-torch --workers $workers --cache "$work/cache.sqlite" \
-    --baselines "input,color-transfer,transfer=$work/translated/transfer,project-real=$work/translated/project-real,layer-swap=$work/translated/layer-swap"
+  if run_stage bench; then
+    bundle bench
+    step bench $(( $(left) - 15 )) $drfhq bench --dataset "$held" --real "$real" --out "$work/bench" --limit $faces \
+      --device $device --identity dlib-torch --workers $workers --cache "$work/cache.sqlite" \
+      --baselines "input,color-transfer,transfer=$work/translated/transfer,project-real=$work/translated/project-real,layer-swap=$work/translated/layer-swap"
+  fi
+
+  # 4b. the outputs themselves, as JPEG q95 4:4:4 (under 16 MiB), for a bench elsewhere
+  if run_stage export && [ -d "$work/translated" ]; then
+    mkdir -p "$work/export" && cp -r "$work/translated"/{transfer,project-real,layer-swap} "$work/export/" 2>/dev/null
+    rm -rf "$work"/export/*/latents "$work"/export/*/*.json
+    recode_images "$work/export" png2jpg
+    (cd "$work/export" && tar -cf "$res/translated.tar" .)
+    echo "exported $(ls "$work"/export/*/*.jpg | wc -l) outputs ($(du -sh "$res/translated.tar" | cut -f1))"
+  fi
 
   # 5. what comes back
   set +e
   cp "$(ls "$work"/train-run/snapshots/grid-*.png 2>/dev/null | tail -1)" "$res/transfer-grid.png" 2>/dev/null
   cp "$work/train-run/losses.png" "$res/losses.png" 2>/dev/null
-  (cd "$work" && tar -czf "$res/bench.tar.gz" --exclude='*.png' --exclude='*.jpg' bench train-run/train-config.json \
+  (cd "$work" && tar -czf "$res/run.tar.gz" --exclude='*.png' --exclude='*.jpg' bench train-run/train-config.json \
      train-run/g_render/generator.json train-run/losses.csv translated/*/provenance.json translated/translate.parquet 2>/dev/null)
   $py "$REPO/benchmarks/gpu_check_summary.py" --carry "$CARRY" --device "$device" --faces $faces --steps $steps
   set -e

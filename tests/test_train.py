@@ -138,6 +138,30 @@ def test_augment_is_the_same_split_or_whole():
     assert torch.equal(L.augment(x, params, ()), x)
 
 
+def test_translation_moves_whole_pixels_and_r1_differentiates_through_it():
+    """The shift grid_sample (nearest, zeros) made, done with a gather: CUDA cannot differentiate
+    grid_sample's backward, and R1 takes the gradient of D's gradient through the augmented reals."""
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(6, 3, 16, 24, generator=gen)
+    shift = torch.tensor([[0, 0], [3, -2], [-5, 4], [23, 0], [-24, 15], [2, 16]])
+    theta = torch.zeros(6, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2] = -2 * shift[:, 0] / 24
+    theta[:, 1, 2] = -2 * shift[:, 1] / 16
+    expected = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), mode="nearest",
+                             padding_mode="zeros", align_corners=False)
+    moved = L.translate_images(x, shift)
+    assert torch.equal(moved, expected)
+    assert torch.equal(moved[1, :, :-2, 3:], x[1, :, 2:, :-3]) and moved[1, :, -2:].abs().sum() == 0   # (dx, dy) = (3, -2)
+    real = x.clone().requires_grad_(True)       # an R1 penalty through the shift: the gradient of a gradient
+    score = (L.translate_images(real, shift) ** 3).sum()
+    (grad,) = torch.autograd.grad(score, real, create_graph=True)
+    grad.square().sum().backward()
+    assert real.grad is not None and real.grad.abs().sum() > 0
+
+
 def test_example_configs_build_their_dataclasses():
     from pathlib import Path
 

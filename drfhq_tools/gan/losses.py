@@ -116,6 +116,18 @@ def slice_augment(params: dict[str, torch.Tensor], start: int, stop: int | None,
     return {k: v[start:stop:step] for k, v in params.items()}
 
 
+def translate_images(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Each image moved by its whole-pixel (dx, dy), zeros where nothing moved in: out[y, x] = in[y - dy, x - dx].
+    A gather, not grid_sample: R1 differentiates the discriminator's gradient through this, and CUDA has
+    no derivative for grid_sample's backward (found on the first GPU run)."""
+    n, c, h, w = x.shape
+    iy = torch.arange(h, device=x.device).view(1, h, 1) - shift[:, 1].view(n, 1, 1)
+    ix = torch.arange(w, device=x.device).view(1, 1, w) - shift[:, 0].view(n, 1, 1)
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    index = (iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)).reshape(n, 1, h * w).expand(n, c, h * w)
+    return x.reshape(n, c, h * w).gather(2, index).reshape(n, c, h, w) * inside.unsqueeze(1).to(x.dtype)
+
+
 def augment(images: torch.Tensor, params: dict[str, torch.Tensor], policy: tuple[str, ...]) -> torch.Tensor:
     if not policy:
         return images
@@ -129,13 +141,8 @@ def augment(images: torch.Tensor, params: dict[str, torch.Tensor], policy: tuple
         mean = x.mean(dim=[1, 2, 3], keepdim=True)
         x = (x - mean) * p["contrast"].view(n, 1, 1, 1) + mean
     if "translation" in policy:
-        shift = torch.round(p["shift"] * torch.tensor([w / 8, h / 8], device=x.device, dtype=x.dtype))
-        theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
-        theta[:, 0, 0] = theta[:, 1, 1] = 1
-        theta[:, 0, 2] = -2 * shift[:, 0] / w
-        theta[:, 1, 2] = -2 * shift[:, 1] / h
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        x = translate_images(x, torch.round(params["shift"].to(x.device, torch.float64) * torch.tensor([w / 8, h / 8], device=x.device,
+                                                                                                     dtype=torch.float64)).long())
     if "cutout" in policy:
         ys = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1)
         xs = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w)
