@@ -13,12 +13,13 @@
 #   bash benchmarks/gpu_check.sh start .gpu-carry/part-1        there, first call: unpack, start the driver
 #   bash benchmarks/gpu_check.sh receive .gpu-carry/part-K      there, one call per further part, back to back
 #   bash benchmarks/gpu_check.sh wait [SECONDS]                 there, until the driver ends; its files -> $OUT
+#   bash benchmarks/gpu_check.sh bench-here FILES DATASET       here: bench the outputs it sent back (translated.tar)
 #   GPU_CHECK_TINY=1 ... the same four steps here at CPU sizes  (the rehearsal; `run --tiny` does all four)
 #
 # Bundles, in the order the driver needs them (each a tar.xz cut into parts):
 #   bench-train  the peer, dlib's face descriptor, the training renders     -> bench_train.py
-#   transfer     MobileStyleGAN, LPIPS AlexNet, the held-back renders, the real photos, lpips -> train, translate
-#   bench        Inception, dlib's detectors and landmarks, duckdb, dlib     -> bench
+#   transfer     MobileStyleGAN, LPIPS AlexNet, the held-back renders, the real photos, lpips, dlib -> train, translate
+#   bench        Inception, dlib's detectors and landmarks, duckdb          -> bench
 # Renders travel as JPEG q95 4:4:4 (a seventh of their PNG size) and are written back as PNG on arrival;
 # gpu_check.json says so.
 set -euo pipefail
@@ -27,10 +28,16 @@ REPO=$PWD
 CARRY=${DRFHQ_CARRY:-/tmp/drfhq-carry}       # where bundles are unpacked and the driver works, there
 PART_MIB=${PART_MIB:-60}
 TINY=${GPU_CHECK_TINY:-0}
-BUDGET_S=${GPU_CHECK_BUDGET_S:-650}          # the driver's whole run, from its start (device time is scarce)
-BUNDLES=${GPU_CHECK_BUNDLES:-bench-train transfer bench}        # what pack carries
-STAGES=${GPU_CHECK_STAGES:-bench_train train translate bench}   # what the driver runs (export: outputs as JPEG)
-AFTER_TRAIN_S=${GPU_CHECK_AFTER_TRAIN_S:-230}  # seconds kept for what follows training
+# Sized from the first H100 runs (benchmarks/results/gpu-check-h100-2026-11-26/): a 15-minute lease
+# holds a machine start (~30 s), bench_train (~240 s: six fresh processes, cudnn autotuning, nvcc),
+# train (~120 s of start-up and snapshots at 1024 px around its --max-minutes) and translate
+# (~150 s: 32 faces, two inversions of 200 steps). bench on that machine is CPU-bound (1.3 outputs/s,
+# GPU idle), so by default the outputs come back as JPEG and bench runs here.
+BUDGET_S=${GPU_CHECK_BUDGET_S:-800}          # the driver's whole run, from its start (device time is scarce)
+BUNDLES=${GPU_CHECK_BUNDLES:-bench-train transfer}                # what pack carries (+ bench: Inception, dlib models, duckdb)
+STAGES=${GPU_CHECK_STAGES:-bench_train train translate export}   # what the driver runs (+ bench, given its bundle)
+AFTER_TRAIN_S=${GPU_CHECK_AFTER_TRAIN_S:-175}  # seconds kept for what follows training
+TRAIN_OVERHEAD_S=${GPU_CHECK_TRAIN_OVERHEAD_S:-120}   # train's start-up and snapshots, beside --max-minutes
 
 python_here() { if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi; }
 PY=$(python_here)
@@ -109,10 +116,10 @@ pack() {
   weights transfer mobilestylegan-mapping-xml mobilestylegan-mapping-bin mobilestylegan-synthesis-xml \
     mobilestylegan-synthesis-bin lpips-alex-backbone
   cp -r "$real" "$stage/transfer/data/real"
-  wheels transfer "lpips==$(pin lpips)"
+  wheels transfer "lpips==$(pin lpips)" "dlib-bin==$(pin dlib-bin)"     # the identity loss takes dlib's chip geometry
   if [[ " $BUNDLES " == *" bench "* ]]; then
     weights bench inception-fid dlib-mmod-detector dlib-landmarks-68 dlib-landmarks-5
-    wheels bench "duckdb==$(pin duckdb)" "dlib-bin==$(pin dlib-bin)"
+    wheels bench "duckdb==$(pin duckdb)"
   fi
   "$PY" - "$REPO/.gpu-carry" "$PART_MIB" "$BUNDLES" <<'EOF'
 # each bundle -> tar.xz, cut into pieces that fill parts of PART_MIB in the driver's order
@@ -174,7 +181,7 @@ receive() {
 
 start() {
   receive "$@"
-  rm -rf "$CARRY/results" "$CARRY/work" "$CARRY/deadline" "$CARRY"/*.linked && mkdir -p "$CARRY/results" "$CARRY/work"
+  rm -rf "$CARRY/results" "$CARRY/work" "$CARRY/deadline" "$CARRY/home" "$CARRY"/*.linked && mkdir -p "$CARRY/results" "$CARRY/work"
   # a new session: the driver outlives this call (the machine kills what a call leaves, but not setsid's)
   # it runs from a copy: bash reads a script as it goes, and later calls sync the working tree again
   cp "$REPO/benchmarks/gpu_check.sh" "$CARRY/driver.sh"
@@ -211,7 +218,7 @@ driver() {
     translate_batch=2; snapshot=0.002; bt_cap=900; impls=ours-adversarial,ours-consistency,nvidia-ref
   else
     device=cuda; bt_res=256,1024; bt_batch=8; bt_steps=3; tr_res=1024; tr_batch=16; minutes=4.5; steps=200; faces=32
-    workers=8; translate_batch=16; snapshot=1; bt_cap=180; impls=ours-adversarial,ours-consistency,nvidia-custom
+    workers=8; translate_batch=16; snapshot=1; bt_cap=240; impls=ours-adversarial,ours-consistency,nvidia-custom
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 500 > "$res/gpu_mem.csv" &
     monitor=$!
@@ -258,12 +265,13 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
     local train_cmd=($drfhq train "$train" --base mobilestylegan-ffhq --out "$work/train-run" --resolution $tr_res
       --batch $tr_batch --mbstd-group 4 --kimg 1000 --snapshot-kimg $snapshot --freeze-below 8 --grid 6 --device $device
       --workers $workers)
-    minutes=$("$py" -c "print(round(min($minutes, max(0.2, ($(left) - $AFTER_TRAIN_S) / 60)), 2))")
-    step train $(( $(left) - AFTER_TRAIN_S + 80 )) "${train_cmd[@]}" --max-minutes "$minutes" --precision auto
+    train_minutes() { "$py" -c "print(round(min($minutes, max(0.2, ($(left) - $AFTER_TRAIN_S - $TRAIN_OVERHEAD_S) / 60)), 2))"; }
+    local m; m=$(train_minutes)
+    step train $("$py" -c "print(int($m * 60) + $TRAIN_OVERHEAD_S)") "${train_cmd[@]}" --max-minutes "$m" --precision auto
     if [ "$(tail -n 1 "$res/stages.tsv" | awk '{print ($4 != 0 && $3 - $2 < 90)}')" = 1 ]; then
       echo "train (auto precision) failed at once: once more in fp32"
-      rm -rf "$work/train-run"; minutes=$("$py" -c "print(round(max(0.2, ($(left) - $AFTER_TRAIN_S) / 60), 2))")
-      step train_fp32 $(( $(left) - AFTER_TRAIN_S + 80 )) "${train_cmd[@]}" --max-minutes "$minutes" --precision fp32
+      rm -rf "$work/train-run"; m=$(train_minutes)
+      step train_fp32 $("$py" -c "print(int($m * 60) + $TRAIN_OVERHEAD_S)") "${train_cmd[@]}" --max-minutes "$m" --precision fp32
     fi
   fi
 
@@ -306,6 +314,18 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
   echo "driver: done at $(date -u +%T), $(( $(date +%s) - t0 ))s"
 }
 
+bench_here() {   # FILES DATASET [REAL]: bench the outputs a GPU run sent back, here, on the held-back renders it used
+  local files=${1:?bench-here: the folder the device files came back in} dataset=${2:?bench-here: the dataset that was packed}
+  local real=${3:-../shared/fixtures/real} work
+  [ -f "$files/translated.tar" ] || { echo "bench-here: no translated.tar in $files" >&2; exit 2; }
+  work=$files-bench && rm -rf "$work" && mkdir -p "$work/outputs"
+  split_dataset "$dataset" "$work/train" "$work/held" 32 > /dev/null && rm -rf "$work/train"
+  recode_images "$work/held" png2jpg && recode_images "$work/held" jpg2png     # what the GPU machine saw
+  tar -C "$work/outputs" -xf "$files/translated.tar"
+  "$PY" -m drfhq_tools.cli bench --dataset "$work/held" --real "$real" --out "$work/bench" --identity dlib-torch \
+    --baselines "input,color-transfer,transfer=$work/outputs/transfer,project-real=$work/outputs/project-real,layer-swap=$work/outputs/layer-swap"
+}
+
 run_tiny() {   # the rehearsal: every call in turn, here, at CPU sizes
   local dataset=${DATASET:-$(ls -d /tmp/pytest-of-*/pytest-*/fixture_dataset0 2>/dev/null | tail -1)} part
   [ -f "$dataset/manifest.parquet" ] || { echo "run --tiny: set DATASET to a built dataset" >&2; exit 2; }
@@ -321,7 +341,8 @@ case "${1:-}" in
   start) shift; start "$@" ;;
   receive) shift; receive "$@" ;;
   wait) shift; wait_driver "$@" ;;
+  bench-here) shift; bench_here "$@" ;;
   driver) driver ;;
   run) [ "${2:-}" = "--tiny" ] || { echo "run: only --tiny (the GPU run is start/receive/wait)" >&2; exit 2; }; run_tiny ;;
-  *) echo "usage: $0 pack [DATASET] [REAL] | start PART | receive PART | wait [SECONDS] | run --tiny" >&2; exit 2 ;;
+  *) echo "usage: $0 pack [DATASET] [REAL] | start PART | receive PART | wait [SECONDS] | bench-here FILES DATASET [REAL] | run --tiny" >&2; exit 2 ;;
 esac

@@ -12,10 +12,10 @@ import functools
 import importlib.util
 from dataclasses import dataclass
 
-import dlib
 import numpy as np
 from PIL import Image
 
+from ..errors import DrfhqError
 from .weights import resolve, try_resolve
 
 DETECTORS = ("auto", "hog", "cnn", "hog+cnn", "insightface")
@@ -35,18 +35,28 @@ class FaceBox:
 
 
 @functools.lru_cache(maxsize=None)
+def _dlib():
+    """dlib, imported where it runs: train and translate never call it (a GPU image may lack it)."""
+    try:
+        import dlib
+    except ImportError as exc:
+        raise DrfhqError("dlib is not installed (face detection and landmarks need it): pip install dlib-bin") from exc
+    return dlib
+
+
+@functools.lru_cache(maxsize=None)
 def _hog():
-    return dlib.get_frontal_face_detector()
+    return _dlib().get_frontal_face_detector()
 
 
 @functools.lru_cache(maxsize=None)
 def _cnn():
-    return dlib.cnn_face_detection_model_v1(str(resolve("dlib-mmod-detector").path))
+    return _dlib().cnn_face_detection_model_v1(str(resolve("dlib-mmod-detector").path))
 
 
 @functools.lru_cache(maxsize=None)
 def _predictor(name: str):
-    return dlib.shape_predictor(str(resolve(name).path))
+    return _dlib().shape_predictor(str(resolve(name).path))
 
 
 def insightface_available() -> bool:
@@ -119,8 +129,8 @@ def detect_faces(rgb: np.ndarray, detector: str = "hog+cnn") -> list[FaceBox]:
     return faces
 
 
-def _rect(box) -> "dlib.rectangle":
-    return dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])), int(round(box[3])))
+def _rect(box):                     # -> dlib.rectangle
+    return _dlib().rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])), int(round(box[3])))
 
 
 def landmarks(rgb: np.ndarray, box, points: int = 68) -> np.ndarray:
@@ -131,10 +141,10 @@ def landmarks(rgb: np.ndarray, box, points: int = 68) -> np.ndarray:
 
 def face_chip(rgb: np.ndarray, box, landmarks5: np.ndarray, size: int, padding: float) -> np.ndarray:
     """dlib's aligned face chip (similarity from the 5 landmarks), size x size x 3 uint8."""
-    parts = dlib.points([dlib.point(int(round(x)), int(round(y))) for x, y in landmarks5])
-    shape = dlib.full_object_detection(_rect(box), parts)
-    details = dlib.get_face_chip_details(shape, size, padding)
-    return np.ascontiguousarray(dlib.extract_image_chip(rgb, details))
+    parts = _dlib().points([_dlib().point(int(round(x)), int(round(y))) for x, y in landmarks5])
+    shape = _dlib().full_object_detection(_rect(box), parts)
+    details = _dlib().get_face_chip_details(shape, size, padding)
+    return np.ascontiguousarray(_dlib().extract_image_chip(rgb, details))
 
 
 REDETECT_PROTOCOL = "dlib-hog+cnn-on-max512-largest-face-68+5pt"
