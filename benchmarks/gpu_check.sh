@@ -18,8 +18,8 @@
 #
 # Bundles, in the order the driver needs them (each a tar.xz cut into parts):
 #   bench-train  the peer, dlib's face descriptor, the training renders     -> bench_train.py
-#   transfer     MobileStyleGAN, LPIPS AlexNet, the held-back renders, the real photos, lpips, dlib -> train, translate
-#   bench        Inception, dlib's detectors and landmarks, duckdb          -> bench
+#   transfer     MobileStyleGAN, LPIPS AlexNet, the held-back renders, the real photos, lpips -> train, translate
+#   bench        Inception, dlib and its detectors and landmarks, duckdb      -> bench (train and translate need no dlib)
 # Renders travel as JPEG q95 4:4:4 (a seventh of their PNG size) and are written back as PNG on arrival;
 # gpu_check.json says so.
 set -euo pipefail
@@ -116,10 +116,10 @@ pack() {
   weights transfer mobilestylegan-mapping-xml mobilestylegan-mapping-bin mobilestylegan-synthesis-xml \
     mobilestylegan-synthesis-bin lpips-alex-backbone
   cp -r "$real" "$stage/transfer/data/real"
-  wheels transfer "lpips==$(pin lpips)" "dlib-bin==$(pin dlib-bin)"     # the identity loss takes dlib's chip geometry
+  wheels transfer "lpips==$(pin lpips)"
   if [[ " $BUNDLES " == *" bench "* ]]; then
     weights bench inception-fid dlib-mmod-detector dlib-landmarks-68 dlib-landmarks-5
-    wheels bench "duckdb==$(pin duckdb)"
+    wheels bench "duckdb==$(pin duckdb)" "dlib-bin==$(pin dlib-bin)"
   fi
   "$PY" - "$REPO/.gpu-carry" "$PART_MIB" "$BUNDLES" <<'EOF'
 # each bundle -> tar.xz, cut into pieces that fill parts of PART_MIB in the driver's order

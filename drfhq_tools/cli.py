@@ -158,6 +158,11 @@ def bench_cmd(
     batch_size: Optional[int] = typer.Option(None, help="Images per network call."),
     cache: Optional[Path] = typer.Option(None, help="Feature cache file (default $DRFHQ_HOME/cache/bench.sqlite)."),
     limit: Optional[int] = typer.Option(None, help="Use only the first N dataset images."),
+    engine: Optional[str] = typer.Option(None, help="local (DataLoader workers, default) | ray (Ray Data actors compute the features; --workers actors)."),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to use (default: RAY_ADDRESS, else a local instance)."),
+    cpus_per_worker: Optional[float] = typer.Option(None, help="Ray: CPUs per actor (default 1)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, help="Ray: GPUs per actor (default 0; with --device cuda)."),
+    worker_resource: Optional[list[str]] = typer.Option(None, help="Ray: a custom resource each actor needs, NAME=AMOUNT (repeatable)."),
     config: Optional[Path] = typer.Option(None, help="JSON config (manifests/examples/bench.json); flags override it."),
 ) -> None:
     """Realism (FID, FID∞, KID, precision/recall/density/coverage), identity, geometry (landmark NME) and colour
@@ -178,7 +183,9 @@ def bench_cmd(
             "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "bootstrap": bootstrap, "seed": seed,
             "fid_min_n": fid_min_n, "device": device, "batch_size": batch_size, "cache": str(cache) if cache else None,
             "limit": limit, "ckpt": str(ckpt) if ckpt else None, "translate_steps": translate_steps,
-            "translate_lpips": translate_lpips,
+            "translate_lpips": translate_lpips, "engine": engine, "ray_address": ray_address,
+            "cpus_per_worker": cpus_per_worker, "gpus_per_worker": gpus_per_worker,
+            "worker_resources": tuple(worker_resource) if worker_resource else None,
         }, str(config or "options"))
         with progress_bar("features") as update:
             run = run_bench(cfg, progress=update, log=console.print)

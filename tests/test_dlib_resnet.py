@@ -93,3 +93,34 @@ def test_torch_chips_match_dlib_chips_and_carry_gradients(fixtures):
                                       torch.from_numpy(chip_matrix(lm * 4 + 1.5))))
         d_dlib = np.asarray(dlib_id([rgb], [lm])[0])
         assert np.linalg.norm(d_big.numpy()[0] - d_dlib) < 0.05
+
+
+def test_chip_geometry_in_numpy_equals_dlibs():
+    """chip_matrix reimplements get_face_chip_details (so training needs no dlib); dlib's own answer,
+    turned into the same matrix, must agree for faces of any size, angle and place."""
+    import math
+
+    import dlib
+
+    from drfhq_tools.models.chips import chip_matrix
+    from drfhq_tools.models.identity import similarity_transform
+
+    def dlib_matrix(lm, size, padding):
+        box = dlib.rectangle(*(int(round(v)) for v in (*lm.min(0), *(lm.max(0) + 1))))
+        parts = dlib.points([dlib.point(int(round(x)), int(round(y))) for x, y in lm])
+        d = dlib.get_face_chip_details(dlib.full_object_detection(box, parts), size, padding)
+        r = d.rect
+        corners = np.array([[r.left(), r.top()], [r.right(), r.top()], [r.right(), r.bottom()]])
+        centre = np.array([(r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2])
+        c, s = math.cos(d.angle), math.sin(d.angle)
+        rotated = (corners - centre) @ np.array([[c, s], [-s, c]]) + centre
+        return similarity_transform(np.array([[0, 0], [d.cols - 1, 0], [d.cols - 1, d.rows - 1]], float), rotated)
+
+    rng = np.random.default_rng(0)
+    template = np.array([[160, 100], [130, 102], [60, 100], [90, 102], [110, 150]], float)
+    for _ in range(200):
+        angle, scale = rng.uniform(-0.6, 0.6), rng.uniform(0.3, 6)
+        turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        lm = template @ turn.T * scale + rng.uniform(-50, 500, 2) + rng.normal(0, 3 * scale, (5, 2))
+        for size, padding in ((150, 0.25), (200, 0.2)):
+            assert np.abs(chip_matrix(lm, size, padding) - dlib_matrix(lm, size, padding)).max() < 1e-9

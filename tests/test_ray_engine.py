@@ -70,3 +70,29 @@ def test_model_actors_go_to_the_node_with_their_resource(fixtures, tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_bench_features_on_ray_actors_equal_the_local_ones(fixture_dataset, fixtures, tmp_path):
+    """bench --engine ray: every per-image value equals the local run's, computed by one pool of actors
+    that serves every kind of value (so each actor builds each network once)."""
+    from drfhq_tools.bench.config import BenchConfig
+    from drfhq_tools.bench.run import run_bench
+
+    base = dict(dataset=str(fixture_dataset), real=str(fixtures / "aligned_gan"), limit=8, kid_subsets=5, bootstrap=50,
+                batch_size=3, identity="dlib-torch")
+    local = run_bench(BenchConfig(out=str(tmp_path / "local"), cache=str(tmp_path / "local.sqlite"), **base), log=lambda *a: None)
+    on_ray = run_bench(BenchConfig(out=str(tmp_path / "ray"), cache=str(tmp_path / "ray.sqlite"), engine="ray", workers=2,
+                                   **base), log=lambda *a: None)
+
+    def values(run):
+        return {(r["method"], r["image_id"], r["metric"]): r["value"] for r in run.per_image}
+    a, b = values(local), values(on_ray)
+    assert a.keys() == b.keys() and len(a) >= 8 * 2 * 4
+    for key in a:
+        assert (a[key] is None and b[key] is None) or a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+    overall = {(r["method"], r["metric"]): r["value"] for r in on_ray.results if r["slice"] == "all"}
+    for r in local.results:
+        if r["slice"] == "all" and r["value"] is not None and r["metric"] in ("fid", "kid", "lpips", "identity_cosine"):
+            assert overall[(r["method"], r["metric"])] == pytest.approx(r["value"], rel=1e-3, abs=1e-4)
+    assert on_ray.counters["ray_actors"] == 2                   # both actors served, across every kind of value
+    assert on_ray.counters["inception_calls"] == 0 and local.counters["inception_calls"] > 0   # the networks ran there

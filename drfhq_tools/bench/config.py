@@ -43,6 +43,11 @@ class BenchConfig:
     translate_steps: int = 300                     # inversion steps of those methods
     translate_lpips: str = "vgg"
     translate_batch: int = 4
+    engine: str = "local"                          # local (DataLoader workers here) | ray (Ray Data actors, a cluster)
+    ray_address: str | None = None                 # a running cluster (else RAY_ADDRESS, else a local instance)
+    cpus_per_worker: float = 1.0                   # Ray: CPUs each actor reserves
+    gpus_per_worker: float = 0.0                   # Ray: GPUs each actor reserves (with --device cuda)
+    worker_resources: tuple[str, ...] = ()         # Ray: custom resources each actor needs, NAME=AMOUNT
 
     def validate(self) -> None:
         dataset = Path(self.dataset)
@@ -85,5 +90,10 @@ class BenchConfig:
                     raise DrfhqError(f"--ckpt {self.ckpt}: not a `drfhq train` run (no {part}/generator.json)")
             if self.translate_steps < 1 or self.translate_batch < 1 or self.translate_lpips not in ("alex", "vgg"):
                 raise DrfhqError("--translate-steps and --translate-batch must be >= 1, --translate-lpips alex or vgg")
+        from ..dataset.engines import check_engine_options
+
+        check_engine_options(self)
+        if self.engine == "ray" and self.workers < 1:
+            raise DrfhqError("--engine ray: --workers is the number of actors, at least 1")
         if self.limit is not None and self.limit < 2:
             raise DrfhqError("--limit must be at least 2")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +84,9 @@ class _Extractors:
         self._inception = self._lpips = None
         self._identity: dict[str, object] = {}
         self._hashes: dict[str, str] = {}
-        self.counts = {"landmark_images": 0, "delta_e_pairs": 0}
+        self.counts = {"landmarks": 0, "skin_delta_e": 0}     # values computed (not cached)
+        self._ray = self._actors = None                       # a Ray session and actor pool once --engine ray computes
+        self.actor_pids: set[int] = set()
 
     def hash_all(self, paths) -> None:
         """Content hashes of many files at once (cached per file state in the feature cache)."""
@@ -113,32 +116,66 @@ class _Extractors:
             self._lpips = LpipsDistance(self.config.lpips_net, self.config.device, self.config.lpips_random)
         return self._lpips
 
-    def _cached(self, keys: list[str], items: list, load, compute, progress=None, precision: str = "float32",
-                label: str = "features") -> list[np.ndarray]:
-        """Values for keys: from the cache, or `compute([load(item), ...])` on batches of the missing
-        ones (each distinct key once), decoded by DataLoader workers."""
+    def _cached(self, keys: list[str], items: list, kind: str, params: dict | None = None, progress=None,
+                precision: str = "float32", label: str = "features") -> list[np.ndarray]:
+        """Values for keys: from the cache, or computed for the missing ones (each distinct key once),
+        `feature_functions(kind)` on batches: here with DataLoader workers decoding, or on Ray actors."""
         found = self.cache.get_many(keys)
         todo = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in found}.values())[::-1]
         if progress and not todo:
             progress(len(keys), len(keys), f"{label} (all {len(keys)} cached)")
+        if kind in self.counts:
+            self.counts[kind] += len(todo)
+        if self.config.engine == "ray":
+            computed = self._ray_batches(kind, params or {}, [items[i] for i in todo])
+        else:
+            load, compute = feature_functions(self, kind, params or {})
+            computed = (compute(loaded) for loaded in batches([items[i] for i in todo], load, self.config.batch_size,
+                                                              self.config.workers))
         done = 0
-        for loaded in batches([items[i] for i in todo], load, self.config.batch_size, self.config.workers):
-            chunk = todo[done:done + len(loaded)]
-            values = compute(loaded)
+        for values in computed:
+            chunk = todo[done:done + len(values)]
             fresh = {keys[i]: np.asarray(v) for i, v in zip(chunk, values)}
             self.cache.put_many(fresh, self.config.device, precision)
             found.update(fresh)
-            done += len(loaded)
+            done += len(values)
             if progress:
                 progress(done, len(todo), label)
         return [found[k] for k in keys]
+
+    def _ray_batches(self, kind: str, params: dict, items: list):
+        """The same computation on a pool of Ray actors, in order. The pool lives for the whole bench, so
+        each actor builds each network once (bench's values come in phases, each needing the last)."""
+        from ..dataset.engines import ray_session
+
+        if not items:
+            return
+        if self._ray is None:
+            self._ray = ray_session(self.config)
+            ray = self._ray.__enter__()
+            options = self._ray.actor_options()
+            remote = ray.remote(FeatureActor).options(num_cpus=options["num_cpus"], num_gpus=options["num_gpus"] or 0,
+                                                      resources=options["resources"] or {})
+            from ray.util import ActorPool
+
+            self._actors = ActorPool([remote.remote(self.config) for _ in range(options["concurrency"])])
+        size = self.config.batch_size
+        chunks = [json.dumps([_to_json(i) for i in items[start:start + size]]) for start in range(0, len(items), size)]
+        for values, pid in self._actors.map(lambda actor, chunk: actor.compute.remote(kind, json.dumps(params), chunk), chunks):
+            self.actor_pids.add(pid)
+            yield [_from_json(v) for v in json.loads(values)]
+
+    def close(self) -> None:
+        if self._ray is not None:
+            self._actors = None
+            self._ray.__exit__(None, None, None)
+            self._ray = None
 
     def inception_features(self, paths: list[Path], progress=None) -> np.ndarray:
         net_key = self._inception_key()
         self.hash_all(paths)
         keys = [FeatureCache.key("inception", net_key, INCEPTION_PREP, self.sha(p)) for p in paths]
-        values = self._cached(keys, paths, load_inception_input, lambda chunk: self.inception.forward_resized(chunk), progress,
-                              label="Inception features")
+        values = self._cached(keys, paths, "inception", progress=progress, label="Inception features")
         return np.stack(values) if values else np.zeros((0, 2048))
 
     def _inception_key(self) -> str:
@@ -156,10 +193,7 @@ class _Extractors:
         self.hash_all(paths)
         keys = [FeatureCache.key("landmarks", faces.REDETECT_PROTOCOL, self.landmark_weights()[:16], self.sha(p)) for p in paths]
 
-        def count(chunk):           # the detection itself ran in the decode workers (dlib is CPU-bound)
-            self.counts["landmark_images"] += len(chunk)
-            return chunk
-        values = self._cached(keys, paths, _load_and_find_landmarks, count, progress, precision="float64", label="faces found again")
+        values = self._cached(keys, paths, "landmarks", progress=progress, precision="float64", label="faces found again")
         return np.stack(values) if values else np.zeros((0, 73, 2))
 
     @staticmethod
@@ -177,8 +211,7 @@ class _Extractors:
                                  hashlib.sha256(np.round(lm68[i], 2).tobytes() + np.round(lm5[i], 2).tobytes()).hexdigest()[:16])
                 for i in ok]
         items = [(paths[i], lm5[i], lm68[i]) for i in ok]
-        values = self._cached(keys, items, _load_with_landmarks,
-                              lambda chunk: net([c[0] for c in chunk], [c[1] for c in chunk], [c[2] for c in chunk]))
+        values = self._cached(keys, items, "identity", {"name": name})
         dim = len(values[0]) if values else 128
         out = np.full((len(paths), dim), np.nan)
         for i, v in zip(ok, values):
@@ -189,8 +222,7 @@ class _Extractors:
         net = self.lpips
         keys = [FeatureCache.key("lpips", net.name, net.weights_sha256, "pm1-full-res", self.sha(a), self.sha(b))
                 for a, b in zip(inputs, outputs)]
-        values = self._cached(keys, list(zip(inputs, outputs)), load_pair,
-                              lambda chunk: net([a for a, _ in chunk], [b for _, b in chunk]))
+        values = self._cached(keys, list(zip(inputs, outputs)), "lpips")
         return np.asarray([float(v) for v in values])
 
     def skin_delta_e(self, inputs: list[Path], outputs: list[Path], reference68: np.ndarray, size: int) -> np.ndarray:
@@ -200,11 +232,61 @@ class _Extractors:
                                  hashlib.sha256(np.round(lm, 2).tobytes()).hexdigest()[:16])
                 for a, b, lm in zip(inputs, outputs, reference68)]
         items = [(a, b, (lm + 0.5) * side / size - 0.5, side) for a, b, lm in zip(inputs, outputs, reference68)]   # pixel centres
+        return np.asarray([float(v) for v in self._cached(keys, items, "skin_delta_e", precision="float64")])
 
-        def count(chunk):           # computed in the decode workers
-            self.counts["delta_e_pairs"] += len(chunk)
-            return chunk
-        return np.asarray([float(v) for v in self._cached(keys, items, _skin_delta_e_of_pair, count, precision="float64")])
+
+def feature_functions(ex: _Extractors, kind: str, params: dict):
+    """(load, compute) of one kind of per-image value: `load` decodes one item (in a DataLoader worker
+    or an actor), `compute` turns a batch of loads into values. dlib's detection and the skin colour
+    difference run inside `load`, where the CPUs are."""
+    if kind == "inception":
+        return load_inception_input, lambda chunk: ex.inception.forward_resized(chunk)
+    if kind == "landmarks":
+        return _load_and_find_landmarks, lambda chunk: chunk
+    if kind == "identity":
+        net = ex.identity(params["name"])
+        return _load_with_landmarks, lambda chunk: net([c[0] for c in chunk], [c[1] for c in chunk], [c[2] for c in chunk])
+    if kind == "lpips":
+        net = ex.lpips
+        return load_pair, lambda chunk: net([a for a, _ in chunk], [b for _, b in chunk])
+    if kind == "skin_delta_e":
+        return _skin_delta_e_of_pair, lambda chunk: chunk
+    raise ValueError(f"unknown feature kind {kind}")
+
+
+class FeatureActor:
+    """A Ray actor for bench: its networks are built on first use and kept for every batch of the run."""
+
+    def __init__(self, config: BenchConfig):
+        import torch
+
+        torch.set_num_threads(max(1, int(config.cpus_per_worker)))    # the actor's CPUs, not the node's
+        self.ex = _Extractors(config, cache=None)
+
+    def compute(self, kind: str, params: str, items: str) -> tuple[str, int]:
+        """JSON items -> (JSON values, this actor's process id)."""
+        load, compute = feature_functions(self.ex, kind, json.loads(params))
+        computed = compute([load(_from_json(i)) for i in json.loads(items)])
+        return json.dumps([_to_json(np.asarray(v)) for v in computed]), os.getpid()
+
+
+def _to_json(value):
+    """Items and values as JSON, exactly (arrays keep their dtype; floats print to full precision)."""
+    if isinstance(value, np.ndarray):
+        return {"array": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value) if isinstance(value, Path) else value
+
+
+def _from_json(value):
+    if isinstance(value, dict):
+        return np.asarray(value["array"], dtype=value["dtype"])
+    if isinstance(value, list):
+        return tuple(_from_json(v) for v in value)
+    return value
 
 
 DELTA_E_SIDE = 256
@@ -371,12 +453,15 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
                     summary, failed = _per_image_summary(np.array([values[i] for i in members], dtype=np.float64), clusters, config)
                     results.append({**base, **extractor, **summary, "metric": metric, "n": n - failed, "n_failed": failed,
                                     "protocol": f"{protocol};{interval}{resize_note}"})
+        ex.close()
         counters = {"inception_calls": ex._inception.calls if ex._inception else 0,
                     "inception_images": ex._inception.images if ex._inception else 0,
                     "identity_calls": sum(net.calls for net in ex._identity.values()),
                     "lpips_calls": ex._lpips.calls if ex._lpips else 0,
-                    "landmark_images": ex.counts["landmark_images"], "delta_e_pairs": ex.counts["delta_e_pairs"],
+                    "landmark_images": ex.counts["landmarks"], "delta_e_pairs": ex.counts["skin_delta_e"],
                     "files_hashed": cache.hashed}
+        if config.engine == "ray":      # the networks ran in the actors, so the call counts above stay 0
+            counters["ray_actors"] = len(ex.actor_pids)
         cache.close()
         run = BenchRun(run_id, out, results, per_image, methods, counters)
         from .store import write_run

@@ -60,15 +60,9 @@ class BuildConfig:
             raise DrfhqError(f"--size {self.size}: must be a power of two from 64 to 4096 (FFHQ: 1024; 256 and 512 common)")
         if self.workers < 1:
             raise DrfhqError(f"--workers {self.workers}: must be at least 1")
-        from .engines import ENGINES, ray_available, worker_resources
+        from .engines import check_engine_options
 
-        if self.engine not in ENGINES:
-            raise DrfhqError(f"--engine {self.engine}: choose from {', '.join(ENGINES)}")
-        if self.engine == "ray" and not ray_available():
-            raise DrfhqError("--engine ray needs Ray: pip install 'drfhq-tools[ray]'")
-        if self.cpus_per_worker <= 0 or self.gpus_per_worker < 0:
-            raise DrfhqError("--cpus-per-worker must be above 0 and --gpus-per-worker at least 0")
-        worker_resources(self.worker_resources)
+        check_engine_options(self)
         if self.batch_size < 1:
             raise DrfhqError(f"--batch-size {self.batch_size}: must be at least 1")
         if self.detector not in DETECTORS:

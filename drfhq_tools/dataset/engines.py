@@ -87,6 +87,54 @@ def worker_resources(specs: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
+def check_engine_options(config) -> None:
+    """The engine options of build-dataset and bench (engine, cpus/gpus per worker, worker resources)."""
+    if config.engine not in ENGINES:
+        raise DrfhqError(f"--engine {config.engine}: choose from {', '.join(ENGINES)}")
+    if config.engine == "ray" and not ray_available():
+        raise DrfhqError("--engine ray needs Ray: pip install 'drfhq-tools[ray]'")
+    if config.cpus_per_worker <= 0 or config.gpus_per_worker < 0:
+        raise DrfhqError("--cpus-per-worker must be above 0 and --gpus-per-worker at least 0")
+    worker_resources(config.worker_resources)
+
+
+class ray_session:
+    """Ray for one command: the cluster at --ray-address / RAY_ADDRESS, else a local instance started
+    here and stopped on exit; resources no node has are refused before any work is sent."""
+
+    def __init__(self, config):
+        self.config = config
+        self.address = config.ray_address or os.environ.get("RAY_ADDRESS") or None
+
+    def __enter__(self):
+        import ray
+        import ray.data
+
+        self.started = not ray.is_initialized()
+        if self.started:   # no dashboard, no token files in the home folder
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     ignore_reinit_error=True)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        try:
+            _check_resources(ray, self.config)
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return ray
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        if self.started:
+            ray.shutdown()
+
+    def actor_options(self) -> dict:
+        """map_batches options that place each actor: CPUs, GPUs and custom resources."""
+        c = self.config
+        return {"concurrency": c.workers, "num_cpus": c.cpus_per_worker, "num_gpus": c.gpus_per_worker or None,
+                "resources": worker_resources(c.worker_resources) or None}
+
+
 def _check_resources(ray, config) -> None:
     """Refuse what no node can give: Ray would otherwise wait for it forever."""
     wanted = {"CPU": config.cpus_per_worker, "GPU": config.gpus_per_worker, **worker_resources(config.worker_resources)}
@@ -103,18 +151,11 @@ def _check_resources(ray, config) -> None:
 
 
 def run_ray(batches: list[list[dict]], stage: dict, out: Path, config, on_done) -> dict:
-    import ray
     import ray.data
 
-    address = config.ray_address or os.environ.get("RAY_ADDRESS") or None
-    started = not ray.is_initialized()
-    if started:   # a local instance when no address is given; no dashboard, no token files in the home folder
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 ignore_reinit_error=True)
-    ray.data.DataContext.get_current().enable_progress_bars = False
     nodes: Counter = Counter()
-    try:
-        _check_resources(ray, config)
+    session = ray_session(config)
+    with session:
         pending = list(range(len(batches)))
         errors: dict[int, str] = {}
         for _attempt in range(1 + RAY_BATCH_RETRIES):
@@ -122,10 +163,8 @@ def run_ray(batches: list[list[dict]], stage: dict, out: Path, config, on_done) 
                 break
             items = [{"index": k, "tasks": json.dumps(batches[k])} for k in pending]
             dataset = ray.data.from_items(items, override_num_blocks=len(items))
-            mapped = dataset.map_batches(
-                StageActor, fn_constructor_args=(stage, str(out)), batch_size=1, concurrency=config.workers,
-                num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None,
-                resources=worker_resources(config.worker_resources) or None)
+            mapped = dataset.map_batches(StageActor, fn_constructor_args=(stage, str(out)), batch_size=1,
+                                         **session.actor_options())
             pending, errors = [], {}
             for row in mapped.iter_rows():
                 if row["error"]:
@@ -139,7 +178,5 @@ def run_ray(batches: list[list[dict]], stage: dict, out: Path, config, on_done) 
                                f"{' ...' if len(batches[k]) > 3 else ''}: {errors[k]}" for k in pending)
             raise DrfhqError(f"{len(pending)} batch(es) failed after {RAY_BATCH_RETRIES} retries (every other batch is "
                              f"saved; a rerun redoes only these): {failed}")
-    finally:
-        if started:
-            ray.shutdown()
+    address = session.address
     return {"name": "ray", "address": address or "local", "workers": config.workers, "batches_by_node": dict(nodes)}

@@ -15,22 +15,32 @@ import torch
 import torch.nn.functional as F
 
 
-def chip_matrix(landmarks5: np.ndarray, size: int = 150, padding: float = 0.25) -> np.ndarray:
-    """2x3 matrix taking chip pixel (u, v, 1) to image pixel (x, y), exactly dlib's chip geometry."""
-    import dlib
+# dlib's 5-point face template on the unit square (get_face_chip_details, dlib/image_transforms/interpolation.h)
+DLIB_TEMPLATE_5 = np.array([[0.8595674595992, 0.2134981538014], [0.6460604764104, 0.2289674387677],
+                            [0.1205750620789, 0.2137274526848], [0.3340850613712, 0.2290642403242],
+                            [0.4901123135679, 0.6277975316475]])
 
+
+def chip_matrix(landmarks5: np.ndarray, size: int = 150, padding: float = 0.25) -> np.ndarray:
+    """2x3 matrix taking chip pixel (u, v, 1) to image pixel (x, y): dlib's chip geometry, in numpy
+    (so training needs no dlib). As dlib: whole-pixel landmarks, the padded template scaled to the
+    chip, a least-squares similarity chip -> image, kept as an angle and a rectangle centred on the
+    chip's centre (dlib's centered_drect: side - 1), whose corners are what the chip is sampled on."""
     from .identity import similarity_transform
 
-    lm = np.asarray(landmarks5, dtype=np.float64).reshape(5, 2)
-    box = dlib.rectangle(*(int(round(v)) for v in (*lm.min(0), *(lm.max(0) + 1))))
-    parts = dlib.points([dlib.point(int(round(x)), int(round(y))) for x, y in lm])
-    details = dlib.get_face_chip_details(dlib.full_object_detection(box, parts), size, padding)
-    r = details.rect
-    corners = np.array([[r.left(), r.top()], [r.right(), r.top()], [r.right(), r.bottom()]])
-    centre = np.array([(r.left() + r.right()) / 2, (r.top() + r.bottom()) / 2])
-    c, s = math.cos(details.angle), math.sin(details.angle)
-    rotated = (corners - centre) @ np.array([[c, s], [-s, c]]) + centre
-    targets = np.array([[0, 0], [details.cols - 1, 0], [details.cols - 1, details.rows - 1]], dtype=np.float64)
+    lm = np.round(np.asarray(landmarks5, dtype=np.float64).reshape(5, 2))
+    chip_points = (padding + DLIB_TEMPLATE_5) / (2 * padding + 1) * size
+    tform = similarity_transform(chip_points, lm)
+    p = tform[:, 0]                                   # the image of the unit vector (1, 0)
+    angle, scale = math.atan2(p[1], p[0]), math.hypot(p[0], p[1])
+    centre = tform @ np.array([size / 2, size / 2, 1.0])
+    half = (size * scale - 1) / 2
+    left, top, right, bottom = centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half
+    corners = np.array([[left, top], [right, top], [right, bottom]])
+    middle = np.array([(left + right) / 2, (top + bottom) / 2])
+    c, s = math.cos(angle), math.sin(angle)
+    rotated = (corners - middle) @ np.array([[c, s], [-s, c]]) + middle
+    targets = np.array([[0, 0], [size - 1, 0], [size - 1, size - 1]], dtype=np.float64)
     return similarity_transform(targets, rotated)
 
 
