@@ -556,11 +556,12 @@ def _out_of_time(started: float, max_minutes: float | None, device: torch.device
     """Whether the time budget is spent; every process takes rank 0's answer, so all stop at one step."""
     if max_minutes is None:
         return False
-    spent = torch.tensor([float(time.time() - started >= max_minutes * 60)], device=device)
-    rank, world = _world()
-    if world > 1:
-        dist.broadcast(spent, 0)
-    return bool(spent.item())
+    spent = time.time() - started >= max_minutes * 60
+    if _world()[1] == 1:            # alone: no device tensor and no sync on every step
+        return spent
+    flag = torch.tensor([float(spent)], device=device)
+    dist.broadcast(flag, 0)
+    return bool(flag.item())
 
 
 class distributed_from_env:
