@@ -30,7 +30,7 @@ def test_manifest_schema_and_one_row_per_input_file(fixture_dataset, fixtures):
     inputs = [p for p in fixtures.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".png")]
     assert table.num_rows == len(inputs)
     assert table.schema.remove_metadata().equals(MANIFEST_SCHEMA.remove_metadata())
-    assert table.schema.metadata[b"drfhq.schema_version"] == b"1.0"
+    assert table.schema.metadata[b"drfhq.schema_version"] == b"1.1"
     m = table.to_pandas()
     assert m.id.is_unique and m.source_path.is_unique
     ok = m[m.status == "ok"]
@@ -132,6 +132,9 @@ def test_options_are_checked_before_anything_is_written(tmp_path, fixtures):
         assert result.returncode == 2, (extra, result.stderr)
         assert "error:" in result.stderr
         assert not out.exists()
+    for field, value, words in (("near_cosine", 1.5, "--near-cosine 1.5"), ("near_residual", -0.1, "--near-residual -0.1")):
+        with pytest.raises(DrfhqError, match=words):
+            BuildConfig(src=str(fixtures / "nonface"), out=str(out), **{field: value}).validate()
 
 
 def test_missing_weights_name_the_file_and_the_fix(tmp_path, monkeypatch, fixtures):

@@ -6,6 +6,8 @@ import itertools
 import random
 import shutil
 
+import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -13,6 +15,7 @@ from PIL import Image
 from drfhq_tools.dataset.build import build_dataset
 from drfhq_tools.dataset.config import BuildConfig
 from drfhq_tools.dataset.dedup import group_duplicates, hamming, near_pairs
+from drfhq_tools.dataset.verify import RESIDUAL_THRESHOLD
 
 
 def test_multi_index_search_equals_brute_force():
@@ -43,15 +46,73 @@ def test_hex_hashes_and_crowded_bands():
     assert sorted(zip(i.tolist(), j.tolist())) == list(itertools.combinations(range(6), 2)) and not d.any()
 
 
-def test_groups_are_transitive_and_keep_the_best_item():
-    pixel = ["a", "b", "a", "c", "d"]
-    phash = [0b0, 0b1, 0b0, 0b1111 << 100, 0b11]   # 0~1~4 by phash, 0=2 by pixels, 3 alone
-    quality = [(100.0, 1.0, 0), (120.0, 1.0, -1), (100.0, 1.0, -2), (500.0, 1.0, -3), (90.0, 1.0, -4)]
-    rep, kind = group_duplicates(pixel, phash, 2, quality)
-    assert rep == [1, 1, 1, 3, 1]
-    assert kind == ["near", None, "near", None, "near"]
-    rep, kind = group_duplicates(pixel, phash, 0, quality)
+def each(check):
+    """A pair check as the batch `confirm` that group_duplicates calls."""
+    return lambda pairs: [check(i, j) for i, j in pairs]
+
+
+def test_grouping_names_each_step_and_does_not_chain():
+    pixel = ["a", "b", "a", "c", "d", "e"]
+    phash = [0b0, 0b1, 0b0, 0b1111 << 100, 0b11, 0b111 << 200]   # 0~1~4 by phash, 0=2 by pixels, 3 and 5 alone
+    vectors = np.eye(6, dtype=np.float32)
+    vectors[5] = vectors[3] = (vectors[3] + vectors[5]) / np.sqrt(2)   # 3 and 5 proposed by the embedding
+    quality = [(100.0, 1.0, 0), (120.0, 1.0, -1), (100.0, 1.0, -2), (500.0, 1.0, -3), (90.0, 1.0, -4), (80.0, 1.0, -5)]
+    calls = []
+
+    def confirm(pairs):
+        calls.extend(pairs)
+        return [(True, 0.1 * (i + j)) for i, j in pairs]
+
+    rep, kind, score = group_duplicates(pixel, phash, 2, quality, (vectors, np.ones(6, bool)), confirm)
+    assert rep == [1, 1, 1, 3, 1, 3]
+    assert kind == ["phash", None, "phash", None, "phash", "embedding"]
+    assert score[0] == pytest.approx(0.1) and score[5] == pytest.approx(0.8) and score[1] is None
+    assert all(pair in calls for pair in [(0, 1), (1, 4), (3, 5)])    # every proposal confirmed, between exact classes
+    # 0~1 and 1~4 confirmed, but 0 and 4 are not one picture: 4 joins the representative 1 directly, and
+    # with 0 too; now let 1 be unlike 4 while 0~4 holds: 4 must not reach 1 through 0
+    refuse = {(1, 4)}
+    rep, kind, _ = group_duplicates(pixel, phash, 2, quality, None, each(lambda i, j: ((i, j) not in refuse, 0.0)))
+    assert rep[:3] == [1, 1, 1] and rep[4] == 4 and kind[4] is None
+    # linked only through another item: the representative check decides, and says so
+    rep, kind, _ = group_duplicates(["a", "b", "c"], [0b0, 0b11, 0b1111], 2, [(1.0,), (3.0,), (2.0,)], None,
+                                    each(lambda i, j: (True, 0.0)))
+    assert rep == [1, 1, 1] and kind == ["phash", None, "phash"]
+    rep, kind, _ = group_duplicates(["a", "b", "c"], [0b0, 0b11, 0b1111], 2, [(3.0,), (2.0,), (1.0,)], None,
+                                    each(lambda i, j: (True, 0.0)))
+    assert rep == [0, 0, 0] and kind == [None, "phash", "representative"]
+    rep, kind, _ = group_duplicates(["a", "b", "c"], [0b0, 0b11, 0b1111], 2, [(3.0,), (2.0,), (1.0,)], None,
+                                    each(lambda i, j: ((i, j) != (0, 2), 0.0)))
+    assert rep == [0, 0, 2] and kind == [None, "phash", None]
+    rep, kind, _ = group_duplicates(pixel, phash, 0, quality)
     assert rep[0] == rep[2] and kind[2] == "exact" and rep[1] == 1
+
+
+def test_similar_pairs_exact_and_hashed(monkeypatch):
+    from drfhq_tools.dataset import dedup
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((400, 64)).astype(np.float32)
+    near = base[:100] + 0.3 * rng.standard_normal((100, 64)).astype(np.float32)   # cosine about 0.95
+    x = np.concatenate([base, near])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    valid = np.ones(len(x), bool)
+    valid[7] = False
+    cos = x @ x.T
+    brute = {(i, j) for i, j in zip(*np.nonzero(np.triu(cos >= 0.9, 1))) if valid[i] and valid[j]}
+    i, j, c = dedup.similar_pairs(x, valid, 0.9)
+    assert set(zip(i.tolist(), j.tolist())) == brute and np.allclose(c, cos[i, j], atol=1e-5)
+    planted = {(k, 400 + k) for k in range(100) if k != 7}
+    assert planted <= brute
+    monkeypatch.setattr(dedup, "EXACT_SEARCH_LIMIT", 0)           # the hashed search that large sets use
+    i, j, c = dedup.similar_pairs(x, valid, 0.9)
+    found = set(zip(i.tolist(), j.tolist()))
+    assert found <= brute and len(found & planted) >= 0.97 * len(planted)
+    # at most per_item candidates per item, the strongest kept
+    crowd = np.tile(x[:1], (50, 1)) + 0.01 * rng.standard_normal((50, 64)).astype(np.float32)
+    crowd /= np.linalg.norm(crowd, axis=1, keepdims=True)
+    monkeypatch.setattr(dedup, "EXACT_SEARCH_LIMIT", 10 ** 6)
+    i, j, _ = dedup.similar_pairs(crowd, np.ones(50, bool), 0.9, per_item=5)
+    assert 0 < len(i) <= 50 * 5 and np.bincount(np.concatenate([i, j]), minlength=50).min() >= 5
 
 
 def test_planted_copies_found_and_identities_not_merged(fixtures, tmp_path):
@@ -80,7 +141,10 @@ def test_planted_copies_found_and_identities_not_merged(fixtures, tmp_path):
     assert rep.face_size_px == members.face_size_px.max()          # the documented representative rule
     assert m.loc["planted/original.png", "pixel_sha256"] == m.loc["planted/reencoded.webp", "pixel_sha256"]
     for _, row in members[members.status == "duplicate"].iterrows():
-        assert row.duplicate_kind == ("exact" if row.pixel_sha256 == rep.pixel_sha256 else "near")
+        if row.pixel_sha256 == rep.pixel_sha256:
+            assert row.duplicate_kind == "exact" and pd.isna(row.duplicate_score)
+        else:
+            assert row.duplicate_kind in ("phash", "embedding", "representative") and row.duplicate_score <= RESIDUAL_THRESHOLD
     replicant = m[m.index.str.startswith("replicant/") & m.reject_reason.isna()]
     assert len(replicant) >= 28
     assert (replicant.status == "ok").all(), replicant[replicant.status != "ok"][["duplicate_of"]]

@@ -96,3 +96,24 @@ def test_bench_features_on_ray_actors_equal_the_local_ones(fixture_dataset, fixt
             assert overall[(r["method"], r["metric"])] == pytest.approx(r["value"], rel=1e-3, abs=1e-4)
     assert on_ray.counters["ray_actors"] == 2                   # both actors served, across every kind of value
     assert on_ray.counters["inception_calls"] == 0 and local.counters["inception_calls"] > 0   # the networks ran there
+
+
+def test_an_actor_gives_its_cpus_to_torch_and_onnxruntime():
+    """Without Ray: the stage actor's constructor sets the threads its libraries use from --cpus-per-worker."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from drfhq_tools.dataset.engines import StageActor, actor_threads
+    from drfhq_tools.models import attributes
+
+    assert actor_threads(SimpleNamespace(cpus_per_worker=0.5)) == 1 and actor_threads(SimpleNamespace(cpus_per_worker=3)) == 3
+    before = torch.get_num_threads()
+    try:
+        StageActor({}, "unused", threads=2)
+        assert torch.get_num_threads() == 2 and attributes.session_threads() == 2
+        assert attributes._session("age-v1").get_session_options().intra_op_num_threads == 2
+    finally:
+        torch.set_num_threads(before)
+        attributes.set_session_threads(1)
+    assert attributes._session("age-v1").get_session_options().intra_op_num_threads == 1

@@ -260,7 +260,9 @@ class FeatureActor:
     def __init__(self, config: BenchConfig):
         import torch
 
-        torch.set_num_threads(max(1, int(config.cpus_per_worker)))    # the actor's CPUs, not the node's
+        from ..dataset.engines import actor_threads
+
+        torch.set_num_threads(actor_threads(config))    # the actor's CPUs, not the node's
         self.ex = _Extractors(config, cache=None)
 
     def compute(self, kind: str, params: str, items: str) -> tuple[str, int]:

@@ -76,3 +76,14 @@ def head_pose_from_landmarks(landmarks68: np.ndarray) -> tuple[float, float]:
     ratio = (right - left) / max(left + right, 1e-9)
     yaw = float(np.degrees(np.arcsin(np.clip(ratio, -1.0, 1.0))))
     return yaw, roll
+
+
+def head_pitch_ratio(landmarks68: np.ndarray) -> float:
+    """Where the nose tip sits between the eye line and the chin, measured across the eye line: about 0.29
+    for frontal photos (the fixtures' median), larger when the head tilts down, smaller when it tilts up."""
+    lm = np.asarray(landmarks68, dtype=np.float64).reshape(68, 2)
+    eye_left, eye_right, _, _ = eye_mouth_points(lm)
+    d = eye_right - eye_left
+    across = np.array([-d[1], d[0]]) / (np.hypot(*d) + 1e-9)
+    middle = (eye_left + eye_right) / 2
+    return float(np.dot(lm[30] - middle, across) / max(float(np.dot(lm[8] - middle, across)), 1e-9))

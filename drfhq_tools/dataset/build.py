@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import concurrent.futures as cf
 import json
+import multiprocessing
 import platform
 from collections import Counter
 from dataclasses import dataclass
@@ -22,14 +24,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from PIL import Image
 
 from .. import __version__
 from ..io import FolderLock, atomic_write_json, atomic_write_parquet
 from ..models import faces
 from ..models.weights import resolve, try_resolve
 from .config import BuildConfig
-from .decode import list_inputs
+from .decode import RejectedImage, decode_image, list_inputs
 from .dedup import group_duplicates, hex_hash_words
+from .verify import DESCRIPTOR_SIDE, RESIDUAL_THRESHOLD, compare_pictures, descriptor_vectors, pose_gap
 from .metadata import MetadataTable, age_group_label, normalise_gender, normalise_label, parse_metadata_age, read_metadata
 from .schema import MANIFEST_SCHEMA, RECORD_SCHEMA, SCHEMA_VERSION
 from .engines import run_local, run_ray
@@ -122,14 +126,91 @@ def _attributes(record: dict, meta: dict | None, bins: tuple[int, ...], race_mod
     return out
 
 
+class PictureComparer:
+    """The build's `compare` for the dedup cascade: the pose guard, then registration of the two source
+    pictures (decoded as the per-image stage decodes them; the last few kept). Called with a list of
+    (path_a, landmarks_a, path_b, landmarks_b); long lists are spread over `workers` processes, each
+    taking the checks of a few pictures so that its decoded pictures are reused. Counts what it did."""
+
+    def __init__(self, src: str | Path, background: str, max_pixels: int, workers: int = 1,
+                 threshold: float = RESIDUAL_THRESHOLD, keep: int = 32):
+        self.src, self.background, self.max_pixels, self.workers = str(src), background, max_pixels, workers
+        self.threshold = threshold
+        self.keep = keep
+        self.pictures: dict[str, Image.Image] = {}
+        self.counts: Counter = Counter()
+
+    def _picture(self, path: str) -> Image.Image:
+        if path not in self.pictures:
+            if len(self.pictures) >= self.keep:
+                self.pictures.pop(next(iter(self.pictures)))
+            rgb = decode_image(Path(self.src) / path, self.background, self.max_pixels).rgb
+            self.pictures[path] = Image.fromarray(rgb)
+        return self.pictures[path]
+
+    def check(self, path_a: str, landmarks_a, path_b: str, landmarks_b) -> tuple[bool, float | None, str]:
+        """(same picture?, score, what happened)."""
+        if pose_gap(landmarks_a, landmarks_b):
+            return False, None, "refused_by_pose"
+        try:
+            result = compare_pictures(self._picture(path_a), self._picture(path_b), landmarks_a, landmarks_b)
+        except (RejectedImage, OSError):
+            return False, None, "unreadable"     # a source changed or vanished since its record: never merge on a guess
+        same = result.same_picture(self.threshold)
+        return same, result.score, "same_picture" if same else "different_pictures"
+
+    def __call__(self, tasks: list[tuple]) -> list[tuple[bool, float | None]]:
+        if self.workers > 1 and len(tasks) >= PARALLEL_CHECKS:
+            order = sorted(range(len(tasks)), key=lambda k: tasks[k][0])     # one picture's checks together
+            size = -(-len(order) // (4 * self.workers))
+            chunks = [order[k:k + size] for k in range(0, len(order), size)]
+            results: list = [None] * len(tasks)
+            with cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(_compare_chunk, self.src, self.background, self.max_pixels, self.threshold,
+                                       [tasks[k] for k in chunk]): chunk for chunk in chunks}
+                for future in cf.as_completed(futures):
+                    for k, result in zip(futures[future], future.result()):
+                        results[k] = result
+        else:
+            results = [self.check(*task) for task in tasks]
+        self.counts.update(outcome for _, _, outcome in results)
+        self.counts["registered"] += sum(outcome in ("same_picture", "different_pictures") for _, _, outcome in results)
+        return [(same, score) for same, score, _ in results]
+
+
+PARALLEL_CHECKS = 64          # fewer checks than this run in the calling process
+_worker_comparer: PictureComparer | None = None
+
+
+def _compare_chunk(src: str, background: str, max_pixels: int, threshold: float, tasks: list[tuple]) -> list[tuple]:
+    global _worker_comparer
+    settings = (src, background, max_pixels, threshold)
+    if _worker_comparer is None or (_worker_comparer.src, _worker_comparer.background, _worker_comparer.max_pixels,
+                                    _worker_comparer.threshold) != settings:
+        _worker_comparer = PictureComparer(*settings[:3], threshold=threshold)
+    return [_worker_comparer.check(*task) for task in tasks]
+
+
+def _descriptors(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(n x 64 unit vectors, valid) straight from the Arrow buffer: no Python object per row."""
+    array = column.combine_chunks()
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    raw = np.frombuffer(array.buffers()[1], dtype=np.int8, count=(array.offset + len(array)) * DESCRIPTOR_SIDE ** 2)
+    raw = raw[array.offset * DESCRIPTOR_SIDE ** 2:].reshape(len(array), DESCRIPTOR_SIDE ** 2)
+    return descriptor_vectors(np.where(valid[:, None], raw, 0)), valid
+
+
 def _column(table: pa.Table, name: str) -> list:
     return table.column(name).to_pylist()
 
 
 def assemble_manifest(records: pa.Table | list[dict], config: BuildConfig, metadata: MetadataTable | None,
-                      race_model: str | None) -> pa.Table:
+                      race_model: str | None, compare=None) -> pa.Table:
     """Whole-set steps on the per-image records, column by column (a million rows never become a million
-    dicts): deduplication, status, attributes merged with metadata, carried metadata columns."""
+    dicts): deduplication, status, attributes merged with metadata, carried metadata columns.
+
+    compare([(path_a, landmarks_a, path_b, landmarks_b), ...]) -> [(same picture?, score), ...] confirms the
+    near-duplicate proposals (build passes a PictureComparer); None merges every proposal unconfirmed."""
     if not isinstance(records, pa.Table):
         records = pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
     # rows in path order; each column is taken in that order when it is used, never the whole table at once
@@ -147,17 +228,32 @@ def assemble_manifest(records: pa.Table | list[dict], config: BuildConfig, metad
     usable_rows = pa.array(usable)
     pixel = column("pixel_sha256").take(usable_rows).to_pylist()
     phash = hex_hash_words(column("phash").take(usable_rows).to_pylist())
-    rep, kind = group_duplicates(pixel, phash, config.near_threshold, (face, sharp, -np.arange(len(usable))))
+    descriptors = _descriptors(column("thumb_descriptor").take(usable_rows))
+    confirm = None
+    if compare is not None:
+        at = order.to_numpy()[usable]             # a usable row's place in `records`: read one row, not a column
+        paths_in, landmarks_in = records.column("source_path"), records.column("landmarks_68")
+
+        def row(i: int) -> tuple:
+            return paths_in[int(at[i])].as_py(), np.asarray(landmarks_in[int(at[i])].as_py(), dtype=np.float64)
+
+        def confirm(pairs: list[tuple[int, int]]) -> list:
+            return compare([(*row(i), *row(j)) for i, j in pairs])
+
+    rep, kind, score = group_duplicates(pixel, phash, config.near_threshold, (face, sharp, -np.arange(len(usable))),
+                                        descriptors, confirm, config.near_cosine)
     status = np.full(n, "rejected", dtype=object)
     group = np.full(n, None, dtype=object)
     duplicate_of = np.full(n, None, dtype=object)
     duplicate_kind = np.full(n, None, dtype=object)
+    duplicate_score = np.full(n, None, dtype=object)
     rep_rows = usable[np.asarray(rep, dtype=np.int64)] if len(usable) else usable
     group[usable] = ids[rep_rows]
     is_copy = rep_rows != usable
     status[usable] = np.where(is_copy, "duplicate", "ok")
     duplicate_of[usable[is_copy]] = ids[rep_rows[is_copy]]
     duplicate_kind[usable] = np.asarray(kind, dtype=object)
+    duplicate_score[usable] = np.asarray(score, dtype=object)
     # attributes: metadata first, then the models; a block of rows at a time, each block straight into
     # Arrow, so Python objects never exist for more than ATTRIBUTE_BLOCK rows
     types = {f.name: f.type for f in MANIFEST_SCHEMA}
@@ -183,7 +279,8 @@ def assemble_manifest(records: pa.Table | list[dict], config: BuildConfig, metad
             attributes[name].append(pa.array(values[name], type=types[name]))
         for name in carried:
             carried[name].extend(extra[name])      # carried columns' types are found on the whole column
-    whole_set = {"status": status, "duplicate_group": group, "duplicate_of": duplicate_of, "duplicate_kind": duplicate_kind}
+    whole_set = {"status": status, "duplicate_group": group, "duplicate_of": duplicate_of, "duplicate_kind": duplicate_kind,
+                 "duplicate_score": duplicate_score}
     columns, fields = [], []
     for f in MANIFEST_SCHEMA:
         if f.name in whole_set:
@@ -271,7 +368,8 @@ def build_dataset(config: BuildConfig, progress=None) -> BuildResult:
         else:
             engine = run_local(batches, stage, out, config.workers, on_done)
         records = pa.concat_tables([cached.take(pa.array(reuse, type=pa.int64())), *fresh])
-        manifest = assemble_manifest(records, config, metadata, "fairface-race" if race else None)
+        comparer = PictureComparer(src, config.background, config.max_pixels, config.workers, config.near_residual)
+        manifest = assemble_manifest(records, config, metadata, "fairface-race" if race else None, comparer)
         atomic_write_parquet(out / "manifest.parquet", manifest)
         # Compact the shards into one so the work folder stays small; written before the old ones go.
         if len(list(shard_dir.glob("*.parquet"))) > 1:
@@ -288,6 +386,6 @@ def build_dataset(config: BuildConfig, progress=None) -> BuildResult:
             "versions": _versions(),
             "models": {name: {"path": str(m.path), "sha256": m.sha256, "licence": m.spec.licence} for name, m in models.items()},
             "files": len(tasks), "processed_this_run": len(todo), "reused": len(reuse), "engine": engine,
-            "status_counts": dict(counts),
+            "status_counts": dict(counts), "near_duplicate_checks": dict(comparer.counts),
         })
     return BuildResult(out=out, manifest=manifest, processed=len(todo), reused=len(reuse))

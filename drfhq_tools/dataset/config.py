@@ -12,6 +12,7 @@ from ..errors import DrfhqError
 from ..models.faces import DETECTORS, resolve_detector
 from .decode import BACKGROUNDS
 from .dedup import DEFAULT_NEAR_THRESHOLD, HASH_BITS
+from .verify import CANDIDATE_COSINE, RESIDUAL_THRESHOLD
 
 MULTI_FACE_POLICIES = ("largest", "center", "reject")
 
@@ -29,7 +30,9 @@ class BuildConfig:
     multi_face: str = "largest"                # largest | center | reject, for images with several faces
     min_face_px: float = 40.0                  # reject faces whose FFHQ quad is smaller (source pixels)
     background: str = "black"                  # colour under transparent pixels: black | white | grey
-    near_threshold: int = DEFAULT_NEAR_THRESHOLD   # Hamming bits (of 256) for near duplicates
+    near_threshold: int = DEFAULT_NEAR_THRESHOLD   # Hamming bits (of 256) within which the hash proposes a pair
+    near_cosine: float = CANDIDATE_COSINE          # thumbnail cosine from which the embedding proposes a pair
+    near_residual: float = RESIDUAL_THRESHOLD      # registration residual up to which a proposal is one picture
     age_bins: tuple[int, ...] = DEFAULT_AGE_BINS   # lower edges in years; the last bin is open
     predict_attributes: bool = True            # run the age/gender (and user race) models
     max_pixels: int = 100_000_000              # larger images are rejected as decompression bombs
@@ -78,6 +81,10 @@ class BuildConfig:
             raise DrfhqError(f"--background {self.background}: choose one of {', '.join(BACKGROUNDS)}")
         if not (0 <= self.near_threshold < HASH_BITS // 4):
             raise DrfhqError(f"--near-threshold {self.near_threshold}: must be in 0..{HASH_BITS // 4 - 1} bits")
+        if not (0.0 < self.near_cosine <= 1.0):
+            raise DrfhqError(f"--near-cosine {self.near_cosine}: must be in (0, 1]")
+        if not (self.near_residual >= 0.0):
+            raise DrfhqError(f"--near-residual {self.near_residual}: must be >= 0 (0 merges only pictures that register perfectly)")
         if validate_age_bins(self.age_bins):
             raise DrfhqError(f"--age-bins {','.join(map(str, self.age_bins))}: must be increasing lower edges starting at 0")
         if self.min_face_px < 0 or self.max_pixels < 64:

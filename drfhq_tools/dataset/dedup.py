@@ -17,6 +17,7 @@ import scipy.fft
 from PIL import Image
 
 from .rows import FACE_BOX
+from .verify import CANDIDATE_COSINE
 
 HASH_BITS = 256
 # Calibrated on the fixtures (256-px aligned faces): JPEG re-encodes, 70% resizes and 10% crops of
@@ -94,40 +95,117 @@ def _band_columns(words: np.ndarray, lo: int, hi: int) -> list[np.ndarray]:
     return columns
 
 
+def _same_key_pairs(columns: list[np.ndarray], accept) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) index arrays of every pair of rows whose key columns are all equal and that `accept(a, b)`
+    (a vectorised test) keeps. Memory is linear in n: the rows are sorted by key, rows in a run of equal
+    keys are paired by their offset within the run (all vectorised), and only accepted pairs are kept."""
+    order = np.lexsort(columns[::-1])
+    same_as_next = np.ones(max(len(order) - 1, 0), dtype=bool)
+    for c in columns:
+        ordered = c[order]
+        same_as_next &= ordered[1:] == ordered[:-1]
+    run = np.concatenate([[0], np.cumsum(~same_as_next)])          # run number of each sorted position
+    found_a, found_b = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    offset = 1
+    while offset < len(order):
+        paired = run[:-offset] == run[offset:]
+        if not paired.any():
+            break
+        a, b = order[:-offset][paired], order[offset:][paired]
+        keep = accept(a, b)
+        found_a.append(a[keep])
+        found_b.append(b[keep])
+        offset += 1
+    return np.concatenate(found_a), np.concatenate(found_b)
+
+
+def _unique_pairs(i: np.ndarray, j: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
+    unique = np.unique(i * n + j)
+    return unique // n, unique % n
+
+
 def near_pairs_words(words: np.ndarray, valid: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i, j, distance) arrays, i < j, of every pair of valid hashes within `threshold` bits. Memory is
-    linear in n: one band at a time is sorted, items in a run of equal band values are paired by their
-    offset within the run (all vectorised), and only pairs within the threshold are kept."""
+    """(i, j, distance) arrays, i < j, of every pair of valid hashes within `threshold` bits, by
+    multi-index hashing: the pairs that agree on at least one band."""
     index = np.flatnonzero(valid)
     hashes = words[index]
     found_i, found_j = [], []
     for lo, hi in _bands(threshold):
-        columns = _band_columns(hashes, lo, hi)
-        order = np.lexsort(columns[::-1])
-        same_as_next = np.ones(max(len(order) - 1, 0), dtype=bool)
-        for c in columns:
-            ordered = c[order]
-            same_as_next &= ordered[1:] == ordered[:-1]
-        del columns
-        run = np.concatenate([[0], np.cumsum(~same_as_next)])          # run number of each sorted position
-        offset = 1
-        while offset < len(order):
-            paired = run[:-offset] == run[offset:]
-            if not paired.any():
-                break
-            a, b = order[:-offset][paired], order[offset:][paired]
-            close = np.bitwise_count(hashes[a] ^ hashes[b]).sum(axis=1) <= threshold
-            found_i.append(a[close])
-            found_j.append(b[close])
-            offset += 1
+        a, b = _same_key_pairs(_band_columns(hashes, lo, hi),
+                               lambda a, b: np.bitwise_count(hashes[a] ^ hashes[b]).sum(axis=1) <= threshold)
+        found_i.append(a)
+        found_j.append(b)
     if not found_i:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    i, j = index[np.concatenate(found_i)], index[np.concatenate(found_j)]
-    i, j = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
-    unique = np.unique(i * len(words) + j)
-    i, j = unique // len(words), unique % len(words)
+    i, j = _unique_pairs(index[np.concatenate(found_i)], index[np.concatenate(found_j)], len(words))
     return i, j, np.bitwise_count(words[i] ^ words[j]).sum(axis=1).astype(np.int64)
+
+
+EXACT_SEARCH_LIMIT = 50_000     # up to this many descriptors every pair is compared (in blocks)
+LSH_TABLES = 40                 # above it: random-hyperplane tables, each keyed by ~log2(n) sign bits
+MAX_CANDIDATES_PER_ITEM = 32    # each item keeps its most similar candidates only: memory stays O(n)
+
+
+def _keep_strongest(i, j, score, n: int, per_item: int):
+    """The pairs that are among the `per_item` highest scores of either of their two items (so at most
+    per_item x n pairs)."""
+    ends, pair = np.concatenate([i, j]), np.tile(np.arange(len(i)), 2)
+    order = np.lexsort((-np.tile(score, 2), ends))
+    ranked = ends[order]
+    within = np.arange(len(order)) - np.searchsorted(ranked, ranked, side="left")
+    keep = np.zeros(len(i), dtype=bool)
+    keep[pair[order[within < per_item]]] = True
+    return i[keep], j[keep], score[keep]
+
+
+def _dedupe(a, b, c, n: int):
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    _, first = np.unique(lo * max(n, 1) + hi, return_index=True)
+    return lo[first], hi[first], c[first]
+
+
+def similar_pairs(vectors: np.ndarray, valid: np.ndarray, min_cosine: float, seed: int = 0,
+                  per_item: int = MAX_CANDIDATES_PER_ITEM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i, j, cosine) of pairs of valid unit vectors with cosine >= min_cosine, at most `per_item`
+    strongest per item. Exact up to EXACT_SEARCH_LIMIT items (blocked products); above it, locality-
+    sensitive hashing with LSH_TABLES tables of random-hyperplane sign bits (a pair at cosine 0.92 shares
+    a table's key with probability ~0.1 at 1M items, so 40 tables find it with probability ~0.98)."""
+    index = np.flatnonzero(valid)
+    x = vectors if len(index) == len(vectors) else vectors[index]     # no copy when every row is valid
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = len(index)
+    found = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))]
+    kept = 0
+
+    def add(a, b, c):
+        nonlocal found, kept
+        found.append((a, b, c))
+        kept += len(a)
+        if kept > 4 * per_item * max(n, 1):          # prune as we go, so memory never exceeds O(n)
+            a, b, c = _keep_strongest(*_dedupe(*(np.concatenate(v) for v in zip(*found)), n), n, per_item)
+            found, kept = [(a, b, c)], len(a)
+
+    if n <= EXACT_SEARCH_LIMIT:
+        block = max(1, 2 ** 22 // max(n, 1))
+        for start in range(0, n, block):
+            sims = x[start:start + block] @ x.T
+            a, b = np.nonzero(sims >= min_cosine)
+            a = a + start
+            upper = b > a
+            add(a[upper].astype(np.int64), b[upper].astype(np.int64), sims[a[upper] - start, b[upper]])
+    else:
+        rng = np.random.default_rng(seed)
+        bits = int(np.ceil(np.log2(n))) - 2
+        for _ in range(LSH_TABLES):
+            planes = rng.standard_normal((x.shape[1], bits)).astype(np.float32)
+            signs = (x @ planes) > 0
+            key = (signs.astype(np.uint64) << np.arange(bits, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+            a, b = _same_key_pairs([key], lambda a, b: np.einsum("ij,ij->i", x[a], x[b]) >= min_cosine)
+            add(a, b, np.einsum("ij,ij->i", x[a], x[b]))
+    lo, hi, c = _keep_strongest(*_dedupe(*(np.concatenate(v) for v in zip(*found)), n), n, per_item)
+    return index[lo], index[hi], c
 
 
 def near_pairs(hashes: list[int | None], threshold: int) -> list[tuple[int, int, int]]:
@@ -136,40 +214,98 @@ def near_pairs(hashes: list[int | None], threshold: int) -> list[tuple[int, int,
     return [tuple(int(v) for v in t) for t in zip(*near_pairs_words(words, valid, threshold))]
 
 
-def group_duplicates(pixel_hashes, phashes, threshold: int, quality) -> tuple[list[int], list[str | None]]:
-    """Group items that are exact or near duplicates (transitively).
+def group_duplicates(pixel_hashes, phashes, threshold: int, quality, descriptors=None, confirm=None,
+                     min_cosine: float = CANDIDATE_COSINE) -> tuple[list[int], list[str | None], list[float | None]]:
+    """Group exact and near duplicates, as a cascade whose every step is named.
+
+    1. exact: the same sha256 of decoded pixels (transitive by nature);
+    2. phash: perceptual hashes within `threshold` bits propose a pair;
+    3. embedding: descriptors (an (n x d unit vectors, valid) pair) with cosine >= min_cosine propose one.
+    Proposed pairs are merged only when confirmed: `confirm(pairs)` takes a list of (i, j) and returns a
+    (same picture?, score) for each, so a caller can spread the checks over processes (None: accept every
+    proposal, for callers without pixels). Grouping does not chain: within each set of items linked
+    by confirmed pairs, the best item is a representative, and an item joins it only through a confirmed
+    pair with it or, when they were linked only through others, a fresh confirm against it (the
+    representative check, kind 'representative'); what is left forms further groups the same way.
 
     pixel_hashes: per item, the sha256 of its decoded pixels (or None). phashes: 256-bit ints (or None),
     or an (n x 4 words, valid) pair from `hex_hash_words`. quality: per item a tuple, or a tuple of
-    arrays (compared in order). Returns, per item, the index of its group's representative and the kind
-    of match that put it in a group ('exact', 'near', or None for singletons and representatives). The
-    representative is the item with the largest quality (callers order it: usable face first, then face
-    size, sharpness, and an earlier path wins ties).
+    arrays (compared in order); the representative is the member with the largest. Returns, per item,
+    its representative's index, the step that grouped it ('exact', 'phash', 'embedding', 'representative';
+    None for representatives and singletons) and the confirm score against the representative (None for
+    exact copies, representatives and singletons).
     """
     n = len(pixel_hashes)
-    uf = _UnionFind(n)
-    first_by_pixels: dict[str, int] = {}
+    if n == 0:
+        return [], [], []
+    keys = [np.asarray(column) for column in quality] if isinstance(quality, tuple) else \
+        [np.asarray([q[k] for q in quality]) for k in range(len(quality[0]))]
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.lexsort(keys[::-1])] = np.arange(n)                     # larger rank: better item
+    # 1. exact classes, each named by its best member
+    by_pixels: dict[str, int] = {}
+    klass = np.arange(n)
     for i, h in enumerate(pixel_hashes):
         if h is None:
             continue
-        first = first_by_pixels.setdefault(h, i)
-        if first != i:
-            uf.union(first, i)
+        first = by_pixels.setdefault(h, i)
+        if rank[i] > rank[first]:
+            by_pixels[h] = i
+    for i, h in enumerate(pixel_hashes):
+        if h is not None:
+            klass[i] = by_pixels[h]
+    del by_pixels
+    # 2 and 3. proposals between classes; the cheaper step names a pair both steps propose
+    proposed: dict[tuple[int, int], str] = {}
+
+    def propose(i_array, j_array, kind):
+        a, b = klass[i_array], klass[j_array]
+        for x, y in zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist()):
+            if x != y:
+                proposed.setdefault((x, y), kind)
+
     words, valid = phashes if isinstance(phashes, tuple) else hash_words(phashes)
-    for i, j in zip(*near_pairs_words(words, valid, threshold)[:2]):
-        uf.union(int(i), int(j))
-    roots = np.fromiter((uf.find(i) for i in range(n)), dtype=np.int64, count=n)
-    keys = [np.asarray(column) for column in quality] if isinstance(quality, tuple) else \
-        [np.asarray([q[k] for q in quality]) for k in range(len(quality[0]))] if n else []
-    # within each group, the member with the largest quality: sort by (root, quality...) and take each run's last
-    order = np.lexsort([*keys[::-1], roots]) if n else np.zeros(0, dtype=np.int64)
-    sorted_roots = roots[order]
-    run_ends = np.flatnonzero(np.append(sorted_roots[1:] != sorted_roots[:-1], True)) if n else np.zeros(0, dtype=np.int64)
-    best_of_root = np.zeros(n, dtype=np.int64)
-    best_of_root[sorted_roots[run_ends]] = order[run_ends]      # each root once: its best member
-    representative = best_of_root[roots]
+    propose(*near_pairs_words(words, valid, threshold)[:2], "phash")
+    if descriptors is not None:
+        propose(*similar_pairs(*descriptors, min_cosine)[:2], "embedding")
+    def check(pairs: list[tuple[int, int]]) -> list[tuple[bool, float | None]]:
+        return [(True, None)] * len(pairs) if confirm is None or not pairs else list(confirm(pairs))
+
+    confirmed: dict[tuple[int, int], float | None] = {}
+    linked = _UnionFind(n)
+    pairs = sorted(proposed)
+    for pair, (same, score) in zip(pairs, check(pairs)):
+        if same:
+            confirmed[pair] = score
+            linked.union(*pair)
+    leader_of = np.arange(n)              # per class: the class whose best member represents it
     kind: list[str | None] = [None] * n
+    score_of: list[float | None] = [None] * n
+    joined_by: dict[int, tuple[str, float | None]] = {}
+    members: dict[int, list[int]] = {}
+    for c in {x for pair in confirmed for x in pair}:
+        members.setdefault(linked.find(c), []).append(c)
+    for classes in members.values():
+        remaining = sorted(classes, key=lambda c: -rank[c])
+        while remaining:
+            leader, unlinked = remaining[0], []
+            for c in remaining[1:]:
+                pair = (min(leader, c), max(leader, c))
+                if pair in confirmed:
+                    joined_by[c], leader_of[c] = (proposed[pair], confirmed[pair]), leader
+                else:
+                    unlinked.append(c)
+            rest = []
+            for c, (same, score) in zip(unlinked, check([(min(leader, c), max(leader, c)) for c in unlinked])):
+                if same:
+                    joined_by[c], leader_of[c] = ("representative", score), leader
+                else:
+                    rest.append(c)
+            remaining = rest
+    representative = leader_of[klass]
     for i in np.flatnonzero(representative != np.arange(n)).tolist():
-        rep = int(representative[i])
-        kind[i] = "exact" if pixel_hashes[i] is not None and pixel_hashes[i] == pixel_hashes[rep] else "near"
-    return representative.tolist(), kind
+        if klass[i] == representative[i]:
+            kind[i] = "exact"
+        else:
+            kind[i], score_of[i] = joined_by[klass[i]]
+    return representative.tolist(), kind, score_of

@@ -18,7 +18,10 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
+
 from ..errors import DrfhqError
+from .schema import RECORD_SCHEMA
 from .stages import process_batch
 
 ENGINES = ("local", "ray")
@@ -39,13 +42,29 @@ def run_local(batches: list[list[dict]], stage: dict, out: Path, workers: int, o
     return {"name": "local", "workers": workers}
 
 
+_BYTES_FIELDS = tuple(f.name for f in RECORD_SCHEMA if pa.types.is_binary(f.type) or pa.types.is_fixed_size_binary(f.type))
+
+
+def records_to_json(records: list[dict]) -> str:
+    """Records as JSON for the trip from an actor to the driver: binary fields as hex."""
+    return json.dumps([{**r, **{k: r[k].hex() for k in _BYTES_FIELDS if r.get(k) is not None}} for r in records])
+
+
+def records_from_json(text: str) -> list[dict]:
+    return [{**r, **{k: bytes.fromhex(r[k]) for k in _BYTES_FIELDS if r.get(k) is not None}} for r in json.loads(text)]
+
+
 class StageActor:
     """A Ray actor: the stage's models are loaded on first use and kept for every batch it is given."""
 
-    def __init__(self, stage: dict, out: str):
+    def __init__(self, stage: dict, out: str, threads: int = 1):
         import torch
 
-        torch.set_num_threads(1)          # the actor's CPUs, not the machine's (onnxruntime sessions use 1 thread too)
+        from ..models import attributes
+
+        # the actor's CPUs, not the node's: torch and the onnxruntime sessions (made on first use) alike
+        torch.set_num_threads(threads)
+        attributes.set_session_threads(threads)
         self.stage, self.out = stage, out
 
     def __call__(self, batch: dict) -> dict:
@@ -59,7 +78,7 @@ class StageActor:
                 fail = os.environ.get(FAIL_HOOK)
                 if fail and any(t["source_path"] == fail for t in tasks):
                     raise RuntimeError(f"{FAIL_HOOK}={fail}: simulated failure")
-                records.append(json.dumps(process_batch(tasks, self.stage, self.out)))
+                records.append(records_to_json(process_batch(tasks, self.stage, self.out)))
                 errors.append("")
             except Exception as exc:           # reported to the driver, which retries the batch
                 records.append("[]")
@@ -135,6 +154,11 @@ class ray_session:
                 "resources": worker_resources(c.worker_resources) or None}
 
 
+def actor_threads(config) -> int:
+    """Threads an actor's libraries may use: the whole CPUs it reserved, at least one."""
+    return max(1, int(config.cpus_per_worker))
+
+
 def _check_resources(ray, config) -> None:
     """Refuse what no node can give: Ray would otherwise wait for it forever."""
     wanted = {"CPU": config.cpus_per_worker, "GPU": config.gpus_per_worker, **worker_resources(config.worker_resources)}
@@ -163,7 +187,8 @@ def run_ray(batches: list[list[dict]], stage: dict, out: Path, config, on_done) 
                 break
             items = [{"index": k, "tasks": json.dumps(batches[k])} for k in pending]
             dataset = ray.data.from_items(items, override_num_blocks=len(items))
-            mapped = dataset.map_batches(StageActor, fn_constructor_args=(stage, str(out)), batch_size=1,
+            mapped = dataset.map_batches(StageActor, fn_constructor_args=(stage, str(out), actor_threads(config)),
+                                         batch_size=1,
                                          **session.actor_options())
             pending, errors = [], {}
             for row in mapped.iter_rows():
@@ -172,7 +197,7 @@ def run_ray(batches: list[list[dict]], stage: dict, out: Path, config, on_done) 
                     errors[int(row["index"])] = row["error"]
                     continue
                 nodes[row["node"]] += 1
-                on_done(json.loads(row["records"]))
+                on_done(records_from_json(row["records"]))
         if pending:
             failed = "; ".join(f"batch of {', '.join(t['source_path'] for t in batches[k][:3])}"
                                f"{' ...' if len(batches[k]) > 3 else ''}: {errors[k]}" for k in pending)

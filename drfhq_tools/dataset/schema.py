@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 f32, i32, i64, s = pa.float32(), pa.int32(), pa.int64(), pa.string()
 
@@ -39,6 +39,7 @@ RECORD_FIELDS = [
     pa.field("yaw_deg", f32),
     pa.field("roll_deg", f32),
     pa.field("phash", s),                              # 256-bit perceptual hash of the inner face, hex
+    pa.field("thumb_descriptor", pa.binary(64)),       # 8x8 grey thumbnail of the whole picture, unit norm, int8
     pa.field("image_path", s),                         # aligned PNG relative to OUT (images/<id[:2]>/<id>.png)
     pa.field("pred_gender", s),
     pa.field("pred_gender_confidence", f32),
@@ -54,7 +55,8 @@ MANIFEST_FIELDS = [
     pa.field("status", s, nullable=False),             # ok | duplicate | rejected
     pa.field("duplicate_group", s),                    # id of the group's representative (null: no face)
     pa.field("duplicate_of", s),                       # id of the kept representative; null unless status=duplicate
-    pa.field("duplicate_kind", s),                     # exact | near
+    pa.field("duplicate_kind", s),                     # cascade step: exact | phash | embedding | representative
+    pa.field("duplicate_score", f32),                  # registration residual to the representative (null: exact)
     pa.field("gender", s),                             # female | male | other metadata value | unknown
     pa.field("gender_source", s),                      # metadata | model name | none
     pa.field("gender_confidence", f32),

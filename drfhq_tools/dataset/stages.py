@@ -21,6 +21,7 @@ from .align import align_face
 from .align_geometry import head_pose_from_landmarks
 from .decode import RejectedImage, decode_image
 from .dedup import perceptual_hash
+from .verify import thumbnail_descriptor
 from .schema import RECORD_SCHEMA
 
 _SCORE_KEEP = 0.5     # faces scoring under half of the best one are detector noise (badges, patterns)
@@ -100,7 +101,8 @@ def _process_one(task: dict, stage: dict, images_dir: Path) -> tuple[dict, np.nd
         return record, None
     image_rel = image_relpath(record["id"])
     atomic_save_image(images_dir.parent / image_rel, Image.fromarray(aligned.image))
-    record.update(image_path=image_rel, sharpness=sharpness(aligned.image), phash=f"{perceptual_hash(aligned.image):064x}")
+    record.update(image_path=image_rel, sharpness=sharpness(aligned.image), phash=f"{perceptual_hash(aligned.image):064x}",
+                  thumb_descriptor=thumbnail_descriptor(rgb))
     return record, rgb
 
 

@@ -19,12 +19,27 @@ _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
+_SESSION_THREADS = 1   # one session per worker process; the pool supplies parallelism
+
+
+def set_session_threads(threads: int) -> None:
+    """Threads for the sessions made from now on: a Ray actor gives the CPUs it reserved (onnxruntime
+    would otherwise take every core of the node, and actors sharing a node would fight over them)."""
+    global _SESSION_THREADS
+    _SESSION_THREADS = max(1, int(threads))
+    _session.cache_clear()
+
+
+def session_threads() -> int:
+    return _SESSION_THREADS
+
+
 @functools.lru_cache(maxsize=None)
 def _session(name: str):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1   # one session per worker process; the pool supplies parallelism
+    options.intra_op_num_threads = _SESSION_THREADS
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(resolve(name).path), options, providers=["CPUExecutionProvider"])
 

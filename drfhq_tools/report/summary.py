@@ -20,12 +20,13 @@ def _counts_table(title: str, counts: Counter) -> Table:
 def print_build_summary(result, console: Console) -> None:
     manifest = result.manifest
     status = manifest.column("status").to_pylist()
-    rows = manifest.select(["status", "reject_reason", "gender", "age_group", "race"]).to_pylist()
+    rows = manifest.select(["status", "reject_reason", "duplicate_kind", "gender", "age_group", "race"]).to_pylist()
     ok = [r for r in rows if r["status"] == "ok"]
     console.print(f"[bold]{result.out}[/]: {len(status)} files, {result.processed} processed now, {result.reused} reused")
     tables = [
         _counts_table("status", Counter(status)),
         _counts_table("rejected: reason", Counter(r["reject_reason"] for r in rows if r["status"] == "rejected")),
+        _counts_table("duplicate: found by", Counter(r["duplicate_kind"] for r in rows if r["status"] == "duplicate")),
         _counts_table("ok: gender", Counter(r["gender"] for r in ok)),
         _counts_table("ok: age group", Counter(r["age_group"] for r in ok)),
         _counts_table("ok: race", Counter(r["race"] for r in ok)),
