@@ -87,6 +87,19 @@ def test_grouping_names_each_step_and_does_not_chain():
     assert rep[0] == rep[2] and kind[2] == "exact" and rep[1] == 1
 
 
+def test_representative_quality_prefers_a_lossless_file_over_jpeg_sharpness():
+    from drfhq_tools.dataset.dedup import representative_quality
+
+    # a JPEG copy reads "sharper" (its artefacts) and its face 2% larger (landmark noise): the PNG is kept
+    size = 1.05 ** 117                                                        # a 5% step starts here
+    quality = representative_quality(np.array([size * 1.001, size * 1.03, 400.0]), np.array([True, False, False]),
+                                     np.array([50.0, 80.0, 10.0]))
+    rep, kind, _ = group_duplicates(["a", "b", "c"], [0, 1, 2 ** 256 - 1], 2, quality)
+    assert rep == [0, 0, 2] and kind == [None, "phash", None]
+    quality = representative_quality(np.array([300.0, 330.0]), np.array([True, False]), np.array([50.0, 80.0]))
+    assert group_duplicates(["a", "b"], [0, 1], 2, quality)[0] == [1, 1]      # 10% larger face: the larger wins
+
+
 def test_similar_pairs_exact_and_hashed(monkeypatch):
     from drfhq_tools.dataset import dedup
 
@@ -138,7 +151,11 @@ def test_planted_copies_found_and_identities_not_merged(fixtures, tmp_path):
     assert (m.loc[[*copies, "planted/original.png"], "status"] == "duplicate").sum() == 4
     members = m.loc[[*copies, "planted/original.png"]]
     rep = m[m.id == group].iloc[0]
-    assert rep.face_size_px == members.face_size_px.max()          # the documented representative rule
+    # the documented representative rule: face size in 5% steps, then lossless, then sharpness, then path
+    steps = np.floor(np.log(members.face_size_px.astype(float)) / np.log(1.05))
+    best = members[steps == steps.max()]
+    best = best[best.index.str.endswith(".png")] if best.index.str.endswith(".png").any() else best
+    assert rep.name == best.sharpness.idxmax() and rep.name != "planted/lossy.jpg"
     assert m.loc["planted/original.png", "pixel_sha256"] == m.loc["planted/reencoded.webp", "pixel_sha256"]
     for _, row in members[members.status == "duplicate"].iterrows():
         if row.pixel_sha256 == rep.pixel_sha256:

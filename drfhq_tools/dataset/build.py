@@ -32,7 +32,7 @@ from ..models import faces
 from ..models.weights import resolve, try_resolve
 from .config import BuildConfig
 from .decode import RejectedImage, decode_image, list_inputs
-from .dedup import group_duplicates, hex_hash_words
+from .dedup import LOSSLESS_PATTERN, group_duplicates, hex_hash_words, representative_quality
 from .verify import DESCRIPTOR_SIDE, RESIDUAL_THRESHOLD, compare_pictures, descriptor_vectors, pose_gap
 from .metadata import MetadataTable, age_group_label, normalise_gender, normalise_label, parse_metadata_age, read_metadata
 from .schema import MANIFEST_SCHEMA, RECORD_SCHEMA, SCHEMA_VERSION
@@ -222,12 +222,13 @@ def assemble_manifest(records: pa.Table | list[dict], config: BuildConfig, metad
     n = records.num_rows
     usable = np.flatnonzero(column("reject_reason").is_null().to_numpy(zero_copy_only=False))
     ids = np.asarray(column("id").to_pylist(), dtype=object)
-    # Representative: largest face in source pixels, then sharpest, then the earliest path.
-    face = column("face_size_px").to_numpy(zero_copy_only=False)[usable]
-    sharp = column("sharpness").to_numpy(zero_copy_only=False)[usable]
     usable_rows = pa.array(usable)
     pixel = column("pixel_sha256").take(usable_rows).to_pylist()
     phash = hex_hash_words(column("phash").take(usable_rows).to_pylist())
+    lossless = pc.match_substring_regex(column("source_path").take(usable_rows), LOSSLESS_PATTERN)
+    quality = representative_quality(column("face_size_px").to_numpy(zero_copy_only=False)[usable],
+                                     lossless.to_numpy(zero_copy_only=False),
+                                     column("sharpness").to_numpy(zero_copy_only=False)[usable])
     descriptors = _descriptors(column("thumb_descriptor").take(usable_rows))
     confirm = None
     if compare is not None:
@@ -240,8 +241,7 @@ def assemble_manifest(records: pa.Table | list[dict], config: BuildConfig, metad
         def confirm(pairs: list[tuple[int, int]]) -> list:
             return compare([(*row(i), *row(j)) for i, j in pairs])
 
-    rep, kind, score = group_duplicates(pixel, phash, config.near_threshold, (face, sharp, -np.arange(len(usable))),
-                                        descriptors, confirm, config.near_cosine)
+    rep, kind, score = group_duplicates(pixel, phash, config.near_threshold, quality, descriptors, confirm, config.near_cosine)
     status = np.full(n, "rejected", dtype=object)
     group = np.full(n, None, dtype=object)
     duplicate_of = np.full(n, None, dtype=object)

@@ -214,6 +214,18 @@ def near_pairs(hashes: list[int | None], threshold: int) -> list[tuple[int, int,
     return [tuple(int(v) for v in t) for t in zip(*near_pairs_words(words, valid, threshold))]
 
 
+LOSSLESS_PATTERN = r"(?i)\.(png|tiff?|bmp)$"   # files whose pixels are the picture, not a lossy coding of it
+FACE_SIZE_STEP = 1.05     # face sizes within 5% are one size: landmark noise moves a copy's quad by a few percent
+
+
+def representative_quality(face_size_px: np.ndarray, lossless: np.ndarray, sharpness: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The keys, compared in order, that choose a group's representative: the face size in source pixels
+    (in 5% steps), then a lossless file (LOSSLESS_PATTERN) over a lossy one (a JPEG copy's artefacts would
+    otherwise pass for sharpness), then sharpness, then the earlier path (callers give rows in path order)."""
+    size_step = np.floor(np.log(np.maximum(np.asarray(face_size_px, np.float64), 1.0)) / np.log(FACE_SIZE_STEP))
+    return size_step, np.asarray(lossless, np.int8), np.asarray(sharpness, np.float64), -np.arange(len(size_step))
+
+
 def group_duplicates(pixel_hashes, phashes, threshold: int, quality, descriptors=None, confirm=None,
                      min_cosine: float = CANDIDATE_COSINE) -> tuple[list[int], list[str | None], list[float | None]]:
     """Group exact and near duplicates, as a cascade whose every step is named.
