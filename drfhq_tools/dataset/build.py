@@ -153,7 +153,7 @@ class PictureComparer:
         if pose_gap(landmarks_a, landmarks_b):
             return False, None, "refused_by_pose"
         try:
-            result = compare_pictures(self._picture(path_a), self._picture(path_b), landmarks_a, landmarks_b)
+            result = compare_pictures(self._picture(path_a), self._picture(path_b), landmarks_a, landmarks_b, self.threshold)
         except (RejectedImage, OSError):
             return False, None, "unreadable"     # a source changed or vanished since its record: never merge on a guess
         same = result.same_picture(self.threshold)
