@@ -34,7 +34,7 @@ MIN_UNCLIPPED = 0.05         # pictures with less than this share of usable pixe
 BORDER = 0.06                # fraction of each side ignored: rotation fill and crop edges live there
 DESCRIPTOR_SIDE = 8
 # Calibrated on bench_dedup's labelled set (planted copies vs every distinct fixture picture):
-RESIDUAL_THRESHOLD = 0.44    # copies <= 0.35, distinct pictures >= 0.53 (max of whole and face)
+RESIDUAL_THRESHOLD = 0.44    # copies <= 0.35, distinct pictures >= 0.53 (max of whole and face); held-out copies <= 0.43
 CANDIDATE_COSINE = 0.90      # copies' thumbnails >= 0.925
 # The pose guard refuses pairs whose heads plainly point elsewhere, before any registration. Landmark yaw
 # is too noisy for more than that: on the labelled sets, copies of one picture (a colour shift alone)
