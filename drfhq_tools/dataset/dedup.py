@@ -119,10 +119,11 @@ def _same_key_pairs(columns: list[np.ndarray], accept) -> tuple[np.ndarray, np.n
     return np.concatenate(found_a), np.concatenate(found_b)
 
 
-def _unique_pairs(i: np.ndarray, j: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    i, j = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
-    unique = np.unique(i * n + j)
-    return unique // n, unique % n
+def _dedupe(a, b, c, n: int):
+    """Each unordered pair once, as (lower, higher), in sorted order, with its value from c."""
+    lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
+    _, first = np.unique(lo * max(n, 1) + hi, return_index=True)
+    return lo[first], hi[first], c[first]
 
 
 def near_pairs_words(words: np.ndarray, valid: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -139,7 +140,8 @@ def near_pairs_words(words: np.ndarray, valid: np.ndarray, threshold: int) -> tu
     if not found_i:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    i, j = _unique_pairs(index[np.concatenate(found_i)], index[np.concatenate(found_j)], len(words))
+    i, j = np.concatenate(found_i), np.concatenate(found_j)
+    i, j, _ = _dedupe(index[i], index[j], i, len(words))
     return i, j, np.bitwise_count(words[i] ^ words[j]).sum(axis=1).astype(np.int64)
 
 
@@ -158,12 +160,6 @@ def _keep_strongest(i, j, score, n: int, per_item: int):
     keep = np.zeros(len(i), dtype=bool)
     keep[pair[order[within < per_item]]] = True
     return i[keep], j[keep], score[keep]
-
-
-def _dedupe(a, b, c, n: int):
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    _, first = np.unique(lo * max(n, 1) + hi, return_index=True)
-    return lo[first], hi[first], c[first]
 
 
 def similar_pairs(vectors: np.ndarray, valid: np.ndarray, min_cosine: float, seed: int = 0,
