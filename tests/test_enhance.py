@@ -106,6 +106,11 @@ def test_a_face_whose_inversion_stayed_degenerate_is_left_as_rendered(mixed, tmp
     left, right = slice(0, int(two[1]["box"][0]) - 20), slice(int(two[1]["box"][0]), None)
     assert np.array_equal(written[:, left], source[:, left])                    # the collapsed face: untouched
     assert not np.array_equal(written[:, right], source[:, right])              # the other: pasted (black here)
+    out = tmp_path / "pasted"                                                   # asked to paste it anyway: flagged, pasted
+    enhance(EnhanceConfig(dataset=str(mixed), ckpt="", out=str(out), paste_collapsed=True), CollapsingTranslator(), log=lambda *a: None)
+    two = sorted((r for r in _rows(out) if r["image"] == "two.png"), key=lambda r: r["face"])
+    assert two[0]["status"] == "enhanced" and two[0]["collapsed"] and two[0]["reason"] is None
+    assert not np.array_equal(np.asarray(Image.open(out / "images/two.png"))[:, left], source[:, left])
 
 
 def test_identity_paste_without_source_detail_is_within_40_db_on_the_face(fixtures):
@@ -191,7 +196,7 @@ def test_enhance_command_with_a_trained_run(mixed, tiny_run, tmp_path):
     shutil.copy(mixed / "broken.jpg", src)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "drfhq_tools.cli", "enhance", str(src), str(out), "--ckpt", str(tiny_run), "--steps", "2",
-           "--lpips-net", "alex", "--restarts", "0"]
+           "--lpips-net", "alex", "--restarts", "0", "--paste-collapsed"]   # a 2-step generator's faces are degenerate
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {(r["image"], r["face"]): r for r in _rows(out)}

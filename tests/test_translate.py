@@ -98,7 +98,7 @@ def test_projection_fits_the_target_better_than_the_mean_face(tiny_run):
     inv = projector.project(target)
     ws, noise = inv.ws, inv.noise
     assert ws.shape == (2, g.num_ws, g.w_dim) and set(noise) == set(g.noise_maps())
-    assert inv.steps.tolist() == [60, 60] and not inv.collapsed.any() and (inv.lpips < 1).all()
+    assert ((inv.steps > 0) & (inv.steps <= 60)).all() and not inv.collapsed.any() and (inv.lpips < 1).all()
     with torch.no_grad():
         start = g.synthesize(projector.w_mean[None].expand(2, -1))
         fitted = g.synthesize(ws, noise=noise)
@@ -202,13 +202,15 @@ def test_collapse_is_detected_and_restarted(tiny_run, monkeypatch):
     first, last = torch.tensor([0.5, 0.5]), torch.tensor([0.2, 0.6])
     assert T.collapsed(dark, target, first, last).tolist() == [True, True]
     assert T.collapsed(target, target, first, last).tolist() == [False, True]   # LPIPS did not fall
+    # ... which is no collapse when the start itself was degenerate: a usable image beats a black one
+    assert T.collapsed(target, target, first, last, torch.tensor([False, True])).tolist() == [False, False]
     g, p = _projector(tiny_run, restarts=2)
     calls = []
     real = T.collapsed
 
-    def first_bad(output, target, a, b):      # the first inversion of image 0 collapses, later ones do not
+    def first_bad(output, target, a, b, start_bad):      # the first inversion of image 0 collapses, later ones do not
         calls.append(len(output))
-        out = real(output, target, a, b) & False
+        out = real(output, target, a, b, start_bad) & False
         if len(calls) == 1:
             out[0] = True
         return out
@@ -231,6 +233,36 @@ def test_a_flat_colour_is_caught_even_when_its_channels_differ(fixture_dataset):
     assert T.collapsed(target, target, first, last).tolist() == [False]
 
 
+def test_a_colour_cast_is_degenerate():
+    """A blue screen with a face's brightness and texture (what a restart once settled on) is caught by its colour."""
+    target = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 0.6 - 0.3
+    blue = target.clone()
+    blue[:, 0] -= 0.5
+    blue[:, 2] += 0.5                                                   # same mean over channels, same structure
+    stats = T.face_statistics(target)
+    assert T.degenerate(blue, stats).tolist() == [True]
+    assert T.degenerate(target + 0.05, stats).tolist() == [False]
+
+
+def test_an_inversion_that_ends_degenerate_returns_its_best_usable_iterate(tiny_run):
+    """A loss that prefers black (what LPIPS does on a dark render) drives the last iterate to a dark
+    image; the inversion returns the best iterate the collapse rule accepts instead."""
+    g, p = _projector(tiny_run, start="bank", bank_size=24, steps=12, lr=0.003)
+    bank_w, _ = p.bank()
+    with torch.no_grad():
+        target = g.synthesize(bank_w[[5, 17]])                        # each start is its own target: usable
+
+    class PrefersBlack(torch.nn.Module):
+        def forward(self, image, target):
+            return (image + 1).mean(dim=[1, 2, 3]).reshape(-1, 1, 1, 1)
+    p.lpips = PrefersBlack()
+    inv = p.project(target)
+    with torch.no_grad():
+        kept = g.synthesize(inv.ws, noise=inv.noise or None)
+    assert not T.degenerate(kept, T.face_statistics(target)).any()
+    assert ((inv.steps > 0) & (inv.steps < 12)).all()                     # an earlier iterate than the last, not the start
+
+
 def test_a_restart_from_a_mean_start_takes_the_nearest_of_its_own_candidates(tiny_run):
     g, p = _projector(tiny_run)
     target = _targets(g)
@@ -240,9 +272,13 @@ def test_a_restart_from_a_mean_start_takes_the_nearest_of_its_own_candidates(tin
         with torch.no_grad():
             w = g.map(torch.randn(T.RESTART_CANDIDATES, g.z_dim, generator=torch.Generator().manual_seed(seed)))
             feats = T.Projector.features(g.synthesize(w))
-        usable = T.face_structure(feats.reshape(-1, 3, 32, 32)) >= T.face_structure(target[k:k + 1]) / 2
-        distance = torch.cdist(T.Projector.features(target[k:k + 1]), feats)[0].masked_fill(~usable, float("inf"))
-        assert torch.allclose(picked[k], w[int(distance.argmin())])
+        images, stats = feats.reshape(-1, 3, 32, 32), T.face_statistics(T.L.resize_area(target[k:k + 1], 32))
+        degenerate = T.degenerate(images, tuple(v.expand(len(images), *v.shape[1:]) for v in stats))
+        flat = T.face_structure(images) < stats[1] / 2
+        distance = torch.cdist(T.Projector.features(target[k:k + 1]), feats)[0]
+        tiers = [distance.masked_fill(degenerate, float("inf")), distance.masked_fill(flat, float("inf")), distance]
+        expected = next(t for t in tiers if torch.isfinite(t).any()).argmin()    # usable first, then not flat, then any
+        assert torch.allclose(picked[k], w[int(expected)])
 
 
 def test_bank_start_is_the_nearest_sampled_latent_and_is_cached(tiny_run, tmp_path):

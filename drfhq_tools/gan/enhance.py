@@ -43,6 +43,7 @@ class EnhanceConfig(TranslateConfig):
     source_detail: bool = True             # keep the source's detail above the crop's resolution
     feather: float = 0.06                  # mask ramp, as a fraction of the face's alignment square
     background: str = "black"              # under transparent pixels
+    paste_collapsed: bool = False          # paste faces whose inversion stayed degenerate too (to look at them), flagged
 
     def validate(self) -> None:
         if not Path(self.dataset).exists():
@@ -182,8 +183,8 @@ def enhance_image(path: Path, rel: str, cfg: EnhanceConfig, translator, key: str
         translated, details = translator([f.aligned.image for f in usable], ids)
         for face, crop, detail in zip(usable, translated, details):
             info[face.index] = detail
-            if detail.get("collapsed"):     # a degenerate face never goes into a picture: it stays as rendered
-                continue
+            if detail.get("collapsed") and not cfg.paste_collapsed:     # by default a degenerate face never goes
+                continue                                                # into a picture: it stays as rendered
             polygon = face_polygon(face.landmarks68, cfg.region, face.aligned.quad)
             result = paste_face(result, crop, face.aligned.image if cfg.source_detail else None, face.aligned.affine,
                                 face.aligned.qsize, polygon, cfg.feather * face.aligned.qsize)
@@ -195,7 +196,7 @@ def enhance_image(path: Path, rel: str, cfg: EnhanceConfig, translator, key: str
     for face in found:
         detail = info.get(face.index, {})
         reason = face.reason or (f"inversion stayed degenerate after {detail.get('restarts')} restarts; face left as rendered"
-                                 if detail.get("collapsed") else None)
+                                 if detail.get("collapsed") and not cfg.paste_collapsed else None)
         rows.append(_row(rel, face=face.index, status="enhanced" if reason is None else "skipped", reason=reason,
                          box=list(face.box), detector=face.detector, face_px=face.aligned.qsize, output=output, key=key,
                          **size, **detail))
@@ -229,7 +230,8 @@ def enhance(cfg: EnhanceConfig, translator=None, progress=None, log=print) -> Pa
     with FolderLock(out, "enhance"):
         translator = translator or GanFaceTranslator(cfg, out)
         settings = {"translator": translator.key, "region": cfg.region, "source_detail": cfg.source_detail,
-                    "feather": cfg.feather, "min_face_px": cfg.min_face_px, "detector": cfg.detector, "background": cfg.background}
+                    "feather": cfg.feather, "min_face_px": cfg.min_face_px, "detector": cfg.detector, "background": cfg.background,
+                    "paste_collapsed": cfg.paste_collapsed}
         atomic_write_json(out / "enhance.json", {"config": asdict(cfg), "paste": settings,
                                                  "translator": getattr(translator, "describe", dict)()})
         all_rows, redone = [], 0

@@ -14,9 +14,10 @@ id), so an inversion does not depend on the batch it ran in.
 Inversion options: `--space w|w+|w+reg` (one w for every layer; free per-layer W+; W+ with each layer
 pulled towards the layers' mean, e4e-style), `--start mean|bank` (the mean w, or the nearest of a bank
 of sampled latents by their 32-px images; the bank is computed once per generator and cached),
-`--lpips-target` (an image stops once its LPIPS reaches it), and collapse detection: an inversion whose
-inner face is far darker or brighter than the target's, flat, or whose LPIPS did not fall, starts again
-from another start (`--restarts`); an inversion never ends worse than its start.
+`--lpips-target` (an image stops once its LPIPS reaches it), and collapse handling: the best iterate
+whose inner face is not degenerate (far darker or brighter than the target's, of another colour, flat)
+is returned when the last one is; starts are chosen usable where possible; an inversion that still ends
+degenerate, or never beat a usable start, starts again (`--restarts`); none ends worse than a usable start.
 OUT/translate.parquet records each inversion's final LPIPS, steps used,
 restarts and whether it stayed collapsed.
 Inversion follows the StyleGAN2 projector (Karras et al. 2020): start at the mean w, Adam with a
@@ -55,7 +56,7 @@ INVERSION_SETTINGS = ("steps", "lr", "w_noise", "lpips_net", "w_pixel", "w_ident
                       "space", "space_regularize", "start", "bank_size", "lpips_target", "restarts")
 SPACES = ("w", "w+", "w+reg")
 STARTS = ("mean", "bank")
-INVERSION_RULE = 2        # bumped when the collapse rule or the restarts change: older latents are not reused
+INVERSION_RULE = 3        # bumped when the collapse rule or the restarts change: older latents are not reused
 RESTART_CANDIDATES = 16                   # latents sampled per image for a restart from a mean start; the nearest is taken
 KEY_CHUNK = "drfhq:key"
 
@@ -154,22 +155,44 @@ def face_structure(images: torch.Tensor) -> torch.Tensor:
     return L.resize_area(_inner_face(images), 16).std(dim=[2, 3]).mean(dim=1)
 
 
-def collapsed(output: torch.Tensor, target: torch.Tensor, lpips_first: torch.Tensor, lpips_last: torch.Tensor) -> torch.Tensor:
+MEAN_GAP, BRIGHTNESS_RATIO, STRUCTURE_RATIO = 0.15, 0.6, 0.5    # the collapse rule's limits (see `collapsed`)
+CHANNEL_GAP = 0.4      # a colour cast: measured at most 0.33 between render and output on the fixture space table
+
+
+def face_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: the inner face's mean of each channel on [-1, 1] (N x 3) and its structure (`face_structure`)."""
+    return _inner_face(images).mean(dim=[2, 3]), face_structure(images)
+
+
+def degenerate(output: torch.Tensor, target_stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Per image: far darker or brighter than the target's inner face, of another colour, or flat (the
+    parts of `collapsed` that look at the image alone)."""
+    (out_channels, out_structure), (tgt_channels, tgt_structure) = face_statistics(output), target_stats
+    out_mean, tgt_mean = out_channels.mean(1), tgt_channels.mean(1)
+    ratio = (out_mean + 1) / (tgt_mean + 1).clamp_min(1e-3)
+    far = ((out_mean - tgt_mean).abs() > MEAN_GAP) | (ratio < BRIGHTNESS_RATIO) | (ratio > 1 / BRIGHTNESS_RATIO)
+    cast = (out_channels - tgt_channels).abs().amax(1) > CHANNEL_GAP
+    return far | cast | (out_structure < tgt_structure * STRUCTURE_RATIO)
+
+
+def collapsed(output: torch.Tensor, target: torch.Tensor, lpips_first: torch.Tensor, lpips_last: torch.Tensor,
+              start_degenerate: torch.Tensor | None = None) -> torch.Tensor:
     """Per image: an inversion that settled on a degenerate image, judged on the inner face (FACE_BOX of
     the aligned frame; a dark background would make a black face look close on the whole image):
     - far darker or brighter: its mean differs from the target's by more than 0.15 on [-1, 1] (about 19
       grey levels), or its brightness is under 0.6 or over 1/0.6 times the target's (what catches a
       dark face on a dark render going black: 33 -> 16 of 255 is a gap of 0.13 but half the brightness);
+    - of another colour: one channel's mean differs from the target's by more than CHANNEL_GAP (a blue or
+      orange screen with some texture passes the brightness and structure tests: seen on restarts);
     - flat: its structure (`face_structure`) is under half the target's (measured: a flat dark-red
       output of a briefly fine-tuned G_render scored 0.002 against its target's 0.114, while its plain
       std over pixels and channels, 0.177, looked like a face's);
-    - stuck: its LPIPS did not fall from the start's."""
-    out, tgt = _inner_face(output), _inner_face(target)
-    out_mean, tgt_mean = out.mean(dim=[1, 2, 3]), tgt.mean(dim=[1, 2, 3])
-    ratio = (out_mean + 1) / (tgt_mean + 1).clamp_min(1e-3)
-    far = ((out_mean - tgt_mean).abs() > 0.15) | (ratio < 0.6) | (ratio > 1 / 0.6)
-    flat = face_structure(output) < face_structure(target) / 2
-    return far | flat | (lpips_last >= lpips_first)
+    - stuck: its LPIPS did not fall from the start's, unless the start was itself degenerate
+      (`start_degenerate`): a usable image a little further from the target than a black one is a success."""
+    stuck = lpips_last >= lpips_first
+    if start_degenerate is not None:
+        stuck &= ~start_degenerate
+    return degenerate(output, face_statistics(target)) | stuck
 
 
 @dataclass
@@ -177,7 +200,8 @@ class Inversion:
     ws: torch.Tensor                       # N x num_ws x w_dim
     noise: dict[str, torch.Tensor]         # layer -> N x 1 x r x r
     lpips: torch.Tensor                    # N: LPIPS to the target at the end (no jitter)
-    steps: torch.Tensor                    # N: steps used (fewer when the LPIPS target was reached)
+    steps: torch.Tensor                    # N: the step whose latent was kept (fewer than --steps when the LPIPS
+                                           # target was reached, or when a later iterate was degenerate)
     restarts: torch.Tensor                 # N: starts that collapsed before this one
     collapsed: torch.Tensor                # N: still degenerate after every restart
 
@@ -230,13 +254,12 @@ class Projector:
     def starts(self, target: torch.Tensor, attempt: int, gens: list[torch.Generator]) -> torch.Tensor:
         """N x w_dim starting latents. The first: the mean w, or the nearest bank latent (by 32-px image).
         A restart: the next nearest bank latent, or, from a mean start, the nearest of RESTART_CANDIDATES
-        latents sampled for that image (from its own generator). Candidates whose inner face has no
-        structure (a flat colour: what a briefly fine-tuned generator sometimes makes) are never chosen."""
+        latents sampled for that image (from its own generator). Candidates that the collapse rule would
+        call degenerate next to the target (`start_distance`) come after every one it would not, so a
+        start is a fallback the inversion can always return (see `_optimise`)."""
         if self.cfg.start == "bank":
             bank_w, bank_f = self.bank()
-            usable = face_structure(self._feature_images(bank_f)) >= face_structure(target)[:, None] / 2
-            distance = torch.cdist(self.features(target), bank_f).masked_fill(~usable, float("inf"))
-            order = distance.argsort(dim=1)
+            order = self.start_distance(target, bank_f).argsort(dim=1)
             return bank_w[order[:, min(attempt, order.shape[1] - 1)]]
         if attempt == 0:
             return self.w_mean[None].expand(len(target), -1)
@@ -247,14 +270,23 @@ class Projector:
                 w = self.g.map(z)
                 feats = torch.cat([self.features(self.g.synthesize(w[s:s + self.cfg.batch]))
                                    for s in range(0, len(w), self.cfg.batch)])
-                flat = face_structure(self._feature_images(feats)) < face_structure(target[k:k + 1]) / 2
-                distance = torch.cdist(self.features(target[k:k + 1]), feats)[0].masked_fill(flat, float("inf"))
-                picked.append(w[int(distance.argmin())])
+                picked.append(w[int(self.start_distance(target[k:k + 1], feats)[0].argmin())])
         return torch.stack(picked)
 
-    @staticmethod
-    def _feature_images(features: torch.Tensor) -> torch.Tensor:
-        return features.reshape(len(features), 3, 32, 32)
+    @classmethod
+    def start_distance(cls, target: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """N x M: distance of each candidate's 32-px image to each target's, with candidates that the
+        collapse rule would call degenerate next to the target put after all others, and flat ones (no
+        face structure: what a briefly fine-tuned generator sometimes makes) after those."""
+        images, small = features.reshape(len(features), 3, 32, 32), L.resize_area(target, 32)
+        distance = torch.cdist(cls.features(target), features)
+        rows = []
+        for k in range(len(target)):
+            stats = tuple(v[k:k + 1].expand(len(images), *v.shape[1:]) for v in face_statistics(small))
+            bad = degenerate(images, stats).float()
+            flat = (face_structure(images) < stats[1] * STRUCTURE_RATIO).float()
+            rows.append(distance[k] + 1e6 * bad + 1e9 * flat)
+        return torch.stack(rows)
 
     # ---------------------------------------------------------------- the optimisation
     def project(self, targets: torch.Tensor, seeds: list[int] | None = None, progress=None) -> Inversion:
@@ -297,8 +329,15 @@ class Projector:
         first_noise = {k: v.detach().clone() for k, v in noise.items()}
         steps = torch.full((n,), cfg.steps, dtype=torch.long)
         active = torch.ones(n, dtype=torch.bool)
+        # the best iterate that is not degenerate: returned if the last one is (an image can pass through
+        # a good fit on its way to a dark or flat one)
+        valid_ws, valid_noise = ws.detach().clone(), {k: v.detach().clone() for k, v in noise.items()}
+        valid_lpips, valid_step = torch.full((n,), float("inf")), torch.full((n,), -1, dtype=torch.long)
+        target_stats = tuple(v.detach() for v in face_statistics(target))
         with torch.no_grad():           # the start's own LPIPS, without jitter: what the optimisation must beat
-            first = self.lpips(self._image(ws, 0.0, noise), target).reshape(n).cpu()
+            start_image = self._image(ws, 0.0, noise)
+            first = self.lpips(start_image, target).reshape(n).cpu()
+            start_bad = degenerate(start_image, target_stats).cpu()
         # the projector's exploration noise on w is for a start far from the target (the mean w); a bank
         # start is already near it, and jitter there only keeps LPIPS up in a short run
         noise_scale = cfg.w_noise if cfg.start == "mean" else 0.0
@@ -313,6 +352,12 @@ class Projector:
             image = self._image(ws, jitter, noise)
             distance = self.lpips(image, target).reshape(n)
             loss = distance + cfg.w_pixel * (image - target).square().mean(dim=[1, 2, 3])
+            with torch.no_grad():
+                better = active & ~degenerate(image, target_stats).cpu() & (distance.detach().cpu() < valid_lpips)
+                for i in better.nonzero().flatten().tolist():
+                    valid_ws[i], valid_lpips[i], valid_step[i] = ws.detach()[i], distance.detach()[i].cpu(), step
+                    for k in noise:
+                        valid_noise[k][i] = noise[k].detach()[i]
             if cfg.lpips_target > 0:     # an image that reached the target keeps the latent it had then
                 reached = active & (distance.detach().cpu() <= cfg.lpips_target)
                 for i in reached.nonzero().flatten().tolist():
@@ -344,14 +389,30 @@ class Projector:
                     kept_noise[k][i] = noise[k].detach()[i]
             final = self._image(kept_ws, 0.0, kept_noise)
             last = self.lpips(final, target).reshape(n).cpu()
-            bad = collapsed(final.cpu(), target.cpu(), first, last)
-            bad &= steps > 0                # reached the LPIPS target at once: the start was good enough
-            worse = (last > first).nonzero().flatten().tolist()
-            for i in worse:                 # never return worse than the start
-                kept_ws[i] = start[i].reshape(1, -1).expand(layers, -1)
-                for k in noise:
-                    kept_noise[k][i] = first_noise[k][i]
-                last[i] = first[i]
+            final_bad = degenerate(final, target_stats).cpu()
+            # per image, of the last iterate, the best non-degenerate one (only when the last is degenerate)
+            # and the start: one that is not degenerate before one that is, then the lower LPIPS (so never
+            # worse than a usable start)
+            at_once = ~active & (steps == 0)        # reached the LPIPS target at the start: good enough
+            changed = False
+            for i in range(n):
+                options = [(bool(final_bad[i]), float(last[i]), "last")]
+                if final_bad[i] and active[i] and valid_step[i] >= 0:
+                    options.append((False, float(valid_lpips[i]), "valid"))
+                options.append((bool(start_bad[i]), float(first[i]), "start"))
+                choice = min(options)[2]
+                if choice != "last":
+                    source_ws, source_noise = (valid_ws, valid_noise) if choice == "valid" else (start.reshape(n, 1, -1).expand(-1, layers, -1), first_noise)
+                    kept_ws[i], changed = source_ws[i], True
+                    if choice == "valid":
+                        steps[i] = valid_step[i]
+                    for k in noise:
+                        kept_noise[k][i] = source_noise[k][i]
+            if changed:
+                final = self._image(kept_ws, 0.0, kept_noise)
+                last = self.lpips(final, target).reshape(n).cpu()
+            bad = collapsed(final.cpu(), target.cpu(), first, last, start_bad)
+            bad &= ~at_once
             full = kept_ws.expand(-1, g.num_ws, -1).clone() if cfg.space == "w" else kept_ws
         return Inversion(full, kept_noise, last, steps, torch.zeros(n, dtype=torch.long), bad)
 
@@ -397,7 +458,8 @@ INVERSION_SCHEMA = pa.schema([
     pa.field("inversion_key", pa.string()),
     pa.field("lpips", pa.float64()),              # LPIPS to the render at the loss resolution, at the end
     pa.field("lpips_net", pa.string()),
-    pa.field("steps", pa.int64()),                # steps used (fewer when --lpips-target was reached)
+    pa.field("steps", pa.int64()),                # the step whose latent was kept (fewer than --steps when --lpips-target
+                                                  # was reached or a later iterate was degenerate)
     pa.field("restarts", pa.int64()),             # starts that collapsed before the one kept
     pa.field("collapsed", pa.bool_()),            # still degenerate after every restart
 ])
