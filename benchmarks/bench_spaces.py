@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--start", default="mean")
     parser.add_argument("--lpips-net", default="vgg")
     parser.add_argument("--w-noise", type=float, default=0.0, help="exploration noise on w (translate's default 0)")
+    parser.add_argument("--lr", type=float, default=None, help="the inversion's learning rate (default: translate's)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -45,7 +46,8 @@ def main() -> None:
     out = Path(args.out)
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
     common = dict(dataset=args.dataset, ckpt=args.ckpt, steps=args.steps, limit=args.limit, start=args.start,
-                  lpips_net=args.lpips_net, batch=args.batch, device=args.device, w_noise=args.w_noise)
+                  lpips_net=args.lpips_net, batch=args.batch, device=args.device, w_noise=args.w_noise,
+                  **({"lr": args.lr} if args.lr is not None else {}))
     folders, seconds = {}, {}
     for space in spaces:
         methods = ("transfer", "project-real") if space == "w+" else ("transfer",)
