@@ -167,7 +167,12 @@ def face_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def degenerate(output: torch.Tensor, target_stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Per image: far darker or brighter than the target's inner face, of another colour, or flat (the
     parts of `collapsed` that look at the image alone)."""
-    (out_channels, out_structure), (tgt_channels, tgt_structure) = face_statistics(output), target_stats
+    return degenerate_statistics(face_statistics(output), target_stats)
+
+
+def degenerate_statistics(output_stats, target_stats) -> torch.Tensor:
+    """`degenerate` on statistics already measured (`face_statistics`)."""
+    (out_channels, out_structure), (tgt_channels, tgt_structure) = output_stats, target_stats
     out_mean, tgt_mean = out_channels.mean(1), tgt_channels.mean(1)
     ratio = (out_mean + 1) / (tgt_mean + 1).clamp_min(1e-3)
     far = ((out_mean - tgt_mean).abs() > MEAN_GAP) | (ratio < BRIGHTNESS_RATIO) | (ratio > 1 / BRIGHTNESS_RATIO)
@@ -278,13 +283,14 @@ class Projector:
         """N x M: distance of each candidate's 32-px image to each target's, with candidates that the
         collapse rule would call degenerate next to the target put after all others, and flat ones (no
         face structure: what a briefly fine-tuned generator sometimes makes) after those."""
-        images, small = features.reshape(len(features), 3, 32, 32), L.resize_area(target, 32)
+        candidate_stats = face_statistics(features.reshape(len(features), 3, 32, 32))
+        target_stats = face_statistics(L.resize_area(target, 32))
         distance = torch.cdist(cls.features(target), features)
         rows = []
         for k in range(len(target)):
-            stats = tuple(v[k:k + 1].expand(len(images), *v.shape[1:]) for v in face_statistics(small))
-            bad = degenerate(images, stats).float()
-            flat = (face_structure(images) < stats[1] * STRUCTURE_RATIO).float()
+            stats = tuple(v[k:k + 1].expand(len(features), *v.shape[1:]) for v in target_stats)
+            bad = degenerate_statistics(candidate_stats, stats).float()
+            flat = (candidate_stats[1] < stats[1] * STRUCTURE_RATIO).float()
             rows.append(distance[k] + 1e6 * bad + 1e9 * flat)
         return torch.stack(rows)
 
