@@ -12,13 +12,17 @@
 #   bash benchmarks/gpu_check.sh pack [DATASET] [REAL]         here: .gpu-carry/part-1 .. part-N (< 61 MiB each)
 #   bash benchmarks/gpu_check.sh start .gpu-carry/part-1        there, first call: unpack, start the driver
 #   bash benchmarks/gpu_check.sh receive .gpu-carry/part-K      there, one call per further part, back to back
+#   bash benchmarks/gpu_check.sh deadline SECONDS               there: the driver ends its work within SECONDS from now
 #   bash benchmarks/gpu_check.sh wait [SECONDS]                 there, until the driver ends; its files -> $OUT
-#   bash benchmarks/gpu_check.sh bench-here FILES DATASET       here: bench the outputs it sent back (translated.tar)
+#   bash benchmarks/gpu_check.sh bench-here FILES DATASET       here: bench the outputs it sent back (translated.tar.NN)
+# What comes back ($OUT holds at most 8 files of 16 MiB): results.tar (log, JSON, memory trace, pictures,
+# run.tar.gz) and translated.tar.00, .01, ... (the outputs, cut into 15 MiB pieces).
 #   GPU_CHECK_TINY=1 ... the same four steps here at CPU sizes  (the rehearsal; `run --tiny` does all four)
 #
 # Bundles, in the order the driver needs them (each a tar.xz cut into parts):
 #   bench-train  the peer, dlib's face descriptor, the training renders     -> bench_train.py
 #   transfer     MobileStyleGAN, LPIPS AlexNet, the held-back renders, the real photos, lpips -> train, translate
+#   features     Inception                                                    -> bench_features.py (images/s on CUDA)
 #   bench        Inception, dlib and its detectors and landmarks, duckdb      -> bench (train and translate need no dlib)
 # Renders travel as JPEG q95 4:4:4 (a seventh of their PNG size) and are written back as PNG on arrival;
 # gpu_check.json says so.
@@ -34,9 +38,10 @@ TINY=${GPU_CHECK_TINY:-0}
 # (~150 s: 32 faces, two inversions of 200 steps). bench on that machine is CPU-bound (1.3 outputs/s,
 # GPU idle), so by default the outputs come back as JPEG and bench runs here.
 BUDGET_S=${GPU_CHECK_BUDGET_S:-800}          # the driver's whole run, from its start (device time is scarce)
-BUNDLES=${GPU_CHECK_BUNDLES:-bench-train transfer}                # what pack carries (+ bench: Inception, dlib models, duckdb)
-STAGES=${GPU_CHECK_STAGES:-bench_train train translate export}   # what the driver runs (+ bench, given its bundle)
-AFTER_TRAIN_S=${GPU_CHECK_AFTER_TRAIN_S:-175}  # seconds kept for what follows training
+BUNDLES=${GPU_CHECK_BUNDLES:-bench-train transfer features}      # what pack carries (+ bench: Inception, dlib models, duckdb)
+STAGES=${GPU_CHECK_STAGES:-bench_train train translate features export}   # what the driver runs (+ bench, given its bundle)
+AFTER_TRAIN_S=${GPU_CHECK_AFTER_TRAIN_S:-215}  # seconds kept for what follows training (translate 150, features 45)
+FEATURES_S=45                                  # bench_features: two networks, each alone and end to end
 TRAIN_OVERHEAD_S=${GPU_CHECK_TRAIN_OVERHEAD_S:-120}   # train's start-up and snapshots, beside --max-minutes
 
 python_here() { if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi; }
@@ -107,7 +112,7 @@ pack() {
       --platform manylinux2014_x86_64 -d "$stage/$bundle/wheels" "$@" 2>&1 | grep -v '^WARNING: Location' || true
   }
   pin() { grep -oP "^$1==\K.*" requirements.lock; }
-  mkdir -p "$stage"/{bench-train,transfer,bench}/data
+  mkdir -p "$stage"/{bench-train,transfer,features,bench}/data
   cp -r ../shared/peers/stylegan2-ada-pytorch "$stage/bench-train/peer"    # the peer, for the benchmark only
   weights bench-train dlib-face-descriptor
   split_dataset "$dataset" "$stage/bench-train/data/train" "$stage/transfer/data/held" 32
@@ -117,6 +122,7 @@ pack() {
     mobilestylegan-synthesis-bin lpips-alex-backbone
   cp -r "$real" "$stage/transfer/data/real"
   wheels transfer "lpips==$(pin lpips)"
+  [[ " $BUNDLES " == *" features "* ]] && weights features inception-fid
   if [[ " $BUNDLES " == *" bench "* ]]; then
     weights bench inception-fid dlib-mmod-detector dlib-landmarks-68 dlib-landmarks-5
     wheels bench "duckdb==$(pin duckdb)" "dlib-bin==$(pin dlib-bin)"
@@ -192,14 +198,20 @@ start() {
 }
 
 wait_driver() {
-  local seconds=${1:-560} t0
+  local seconds=${1:-560} t0 k=0
   t0=$(date +%s)
-  while [ ! -f "$CARRY/results/done" ] && [ $(( $(date +%s) - t0 )) -lt "$seconds" ]; do sleep 3; done
   OUT=${OUT:-$REPO/gpu-check-out}
   mkdir -p "$OUT"
-  for f in gpu_check.json gpu_check.log gpu_mem.csv transfer-grid.png losses.png translate-grid.jpg run.tar.gz translated.tar; do
-    [ -f "$CARRY/results/$f" ] && cp "$CARRY/results/$f" "$OUT/"
+  # what is there so far goes to $OUT every 15 s: a call cut short by the device's limit still brings it back
+  copy_results() {
+    tar -C "$CARRY/results" -cf "$OUT/results.tar.part" --exclude='translated.tar*' . 2>/dev/null && mv "$OUT/results.tar.part" "$OUT/results.tar"
+    for f in "$CARRY"/results/translated.tar.[0-9][0-9]; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+    return 0
+  }
+  while [ ! -f "$CARRY/results/done" ] && [ $(( $(date +%s) - t0 )) -lt "$seconds" ]; do
+    sleep 3; k=$((k + 1)); [ $((k % 5)) = 0 ] && copy_results
   done
+  copy_results
   if [ -f "$CARRY/results/done" ]; then echo "driver done"; else echo "driver still running after ${seconds}s: call wait again"; fi
   tail -n 40 "$CARRY/results/gpu_check.log"
 }
@@ -230,9 +242,9 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
   echo "driver: $(date -u +%FT%TZ), device $device, budget ${BUDGET_S}s, stages: $STAGES"
   # seconds left; a later call may move the deadline: echo EPOCH_SECONDS > $CARRY/deadline
   left() { [ -f "$CARRY/deadline" ] && deadline=$(cat "$CARRY/deadline"); echo $(( deadline - $(date +%s) )); }
-  bundle() {    # wait for a bundle, link its weights into the home
-    local name=$1 k=0
-    while [ ! -f "$CARRY/$name.ready" ]; do sleep 2; k=$((k + 2)); [ $k -lt 300 ] || { echo "bundle $name never came"; return 1; }; done
+  bundle() {    # NAME [SECONDS]: wait for a bundle (300 s at most), link its weights into the home
+    local name=$1 most=${2:-300} k=0
+    while [ ! -f "$CARRY/$name.ready" ]; do sleep 2; k=$((k + 2)); [ $k -lt "$most" ] || { echo "bundle $name never came"; return 1; }; done
     if [ -d "$stage/$name/home" ] && [ ! -f "$CARRY/$name.linked" ]; then
       cp -rs "$stage/$name/home/." "$CARRY/home/" && touch "$CARRY/$name.linked"
     fi
@@ -278,10 +290,17 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
   # 3. translate the held-back renders with the three methods
   if run_stage translate; then
     bundle transfer
-    local after_translate=12; run_stage bench && after_translate=75
+    local after_translate=12; run_stage bench && after_translate=75; run_stage features && after_translate=$((after_translate + FEATURES_S))
     step translate $(( $(left) - after_translate )) $drfhq translate "$held" --ckpt "$work/train-run" \
       --out "$work/translated" --method transfer,project-real,layer-swap --steps $steps --limit $faces --lpips-net alex \
       --batch $translate_batch --device $device
+  fi
+
+  # 3b. images/s of bench's feature networks on this device (Inception, LPIPS), the renders as input
+  if run_stage features && bundle features 10; then
+    local f_batch=64 f_limit=256 f_repeats=5; [ "$TINY" = 1 ] && { f_batch=4; f_limit=8; f_repeats=1; }
+    step features $(( $(left) - 12 < FEATURES_S ? $(left) - 12 : FEATURES_S )) $py benchmarks/bench_features.py "$train/images" \
+      --device $device --batch $f_batch --limit $f_limit --repeats $f_repeats --workers $workers --json "$res/bench_features.json"
   fi
 
   # 4. bench against the real photos (every metric; features on the GPU)
@@ -297,8 +316,8 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
     mkdir -p "$work/export" && cp -r "$work/translated"/{transfer,project-real,layer-swap} "$work/export/" 2>/dev/null
     rm -rf "$work"/export/*/latents "$work"/export/*/*.json
     recode_images "$work/export" png2jpg
-    (cd "$work/export" && tar -cf "$res/translated.tar" .)
-    echo "exported $(ls "$work"/export/*/*.jpg | wc -l) outputs ($(du -sh "$res/translated.tar" | cut -f1))"
+    (cd "$work/export" && tar -cf - . | split -b 15M -d -a 2 - "$res/translated.tar.")
+    echo "exported $(ls "$work"/export/*/*.jpg | wc -l) outputs ($(cat "$res"/translated.tar.[0-9][0-9] | wc -c) bytes in $(ls "$res"/translated.tar.[0-9][0-9] | wc -l) pieces)"
   fi
 
   # 5. what comes back
@@ -317,11 +336,11 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
 bench_here() {   # FILES DATASET [REAL]: bench the outputs a GPU run sent back, here, on the held-back renders it used
   local files=${1:?bench-here: the folder the device files came back in} dataset=${2:?bench-here: the dataset that was packed}
   local real=${3:-../shared/fixtures/real} work
-  [ -f "$files/translated.tar" ] || { echo "bench-here: no translated.tar in $files" >&2; exit 2; }
+  ls "$files"/translated.tar.[0-9][0-9] > /dev/null 2>&1 || { echo "bench-here: no translated.tar.00 in $files" >&2; exit 2; }
   work=$files-bench && rm -rf "$work" && mkdir -p "$work/outputs"
   split_dataset "$dataset" "$work/train" "$work/held" 32 > /dev/null && rm -rf "$work/train"
   recode_images "$work/held" png2jpg && recode_images "$work/held" jpg2png     # what the GPU machine saw
-  tar -C "$work/outputs" -xf "$files/translated.tar"
+  cat "$files"/translated.tar.[0-9][0-9] | tar -C "$work/outputs" -xf -
   "$PY" -m drfhq_tools.cli bench --dataset "$work/held" --real "$real" --out "$work/bench" --identity dlib-torch \
     --baselines "input,color-transfer,transfer=$work/outputs/transfer,project-real=$work/outputs/project-real,layer-swap=$work/outputs/layer-swap"
 }
@@ -341,8 +360,9 @@ case "${1:-}" in
   start) shift; start "$@" ;;
   receive) shift; receive "$@" ;;
   wait) shift; wait_driver "$@" ;;
+  deadline) echo $(( $(date +%s) + ${2:?deadline: seconds from now} )) > "$CARRY/deadline"; echo "driver deadline in $2 s" ;;
   bench-here) shift; bench_here "$@" ;;
   driver) driver ;;
   run) [ "${2:-}" = "--tiny" ] || { echo "run: only --tiny (the GPU run is start/receive/wait)" >&2; exit 2; }; run_tiny ;;
-  *) echo "usage: $0 pack [DATASET] [REAL] | start PART | receive PART | wait [SECONDS] | bench-here FILES DATASET [REAL] | run --tiny" >&2; exit 2 ;;
+  *) echo "usage: $0 pack [DATASET] [REAL] | start PART | receive PART | deadline SECONDS | wait [SECONDS] | bench-here FILES DATASET [REAL] | run --tiny" >&2; exit 2 ;;
 esac

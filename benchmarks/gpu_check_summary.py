@@ -1,6 +1,6 @@
 """The GPU check's figures in one JSON and one picture, from what its driver left (benchmarks/gpu_check.sh).
 
-Reads CARRY/results (bench_train.json, stages.tsv, gpu_mem.csv) and CARRY/work (the transfer run,
+Reads CARRY/results (bench_train.json, bench_features.json, stages.tsv, gpu_mem.csv) and CARRY/work (the transfer run,
 the translations, the bench tables); writes CARRY/results/gpu_check.json and translate-grid.jpg
 (held-back renders, then each method's output, one face per row). Each figure is taken from the
 files the commands wrote; a stage that did not run leaves its entry out and says why.
@@ -97,8 +97,9 @@ def main() -> None:
         "stages": stages,
         "gpu_memory_by_stage": gpu_memory_by_stage(results / "gpu_mem.csv", stages),
     }
-    if (results / "bench_train.json").is_file():
-        report["bench_train"] = json.loads((results / "bench_train.json").read_text())
+    for name in ("bench_train", "bench_features"):
+        if (results / f"{name}.json").is_file():
+            report[name] = json.loads((results / f"{name}.json").read_text())
     run = work / "train-run"
     if (run / "g_render" / "generator.json").is_file():
         info = json.loads((run / "g_render" / "generator.json").read_text())
