@@ -42,7 +42,7 @@ BUNDLES=${GPU_CHECK_BUNDLES:-bench-train transfer features}      # what pack car
 STAGES=${GPU_CHECK_STAGES:-bench_train train translate features export}   # what the driver runs (+ bench, given its bundle)
 AFTER_TRAIN_S=${GPU_CHECK_AFTER_TRAIN_S:-215}  # seconds kept for what follows training (translate 150, features 45)
 FEATURES_S=45                                  # bench_features: two networks, each alone and end to end
-TRAIN_OVERHEAD_S=${GPU_CHECK_TRAIN_OVERHEAD_S:-120}   # train's start-up and snapshots, beside --max-minutes
+TRAIN_OVERHEAD_S=${GPU_CHECK_TRAIN_OVERHEAD_S:-90}    # train's start-up and last snapshot, beside --max-minutes (its timeout: +40 s)
 
 python_here() { if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi; }
 PY=$(python_here)
@@ -279,11 +279,11 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
       --workers $workers)
     train_minutes() { "$py" -c "print(round(min($minutes, max(0.2, ($(left) - $AFTER_TRAIN_S - $TRAIN_OVERHEAD_S) / 60)), 2))"; }
     local m; m=$(train_minutes)
-    step train $("$py" -c "print(int($m * 60) + $TRAIN_OVERHEAD_S)") "${train_cmd[@]}" --max-minutes "$m" --precision auto
+    step train $("$py" -c "print(int($m * 60) + $TRAIN_OVERHEAD_S + 40)") "${train_cmd[@]}" --max-minutes "$m" --precision auto
     if [ "$(tail -n 1 "$res/stages.tsv" | awk '{print ($4 != 0 && $3 - $2 < 90)}')" = 1 ]; then
       echo "train (auto precision) failed at once: once more in fp32"
       rm -rf "$work/train-run"; m=$(train_minutes)
-      step train_fp32 $("$py" -c "print(int($m * 60) + $TRAIN_OVERHEAD_S)") "${train_cmd[@]}" --max-minutes "$m" --precision fp32
+      step train_fp32 $("$py" -c "print(int($m * 60) + $TRAIN_OVERHEAD_S + 40)") "${train_cmd[@]}" --max-minutes "$m" --precision fp32
     fi
   fi
 
