@@ -14,6 +14,11 @@
 #   bash benchmarks/gpu_check.sh receive .gpu-carry/part-K      there, one call per further part, back to back
 #   bash benchmarks/gpu_check.sh deadline SECONDS               there: the driver ends its work within SECONDS from now
 #   bash benchmarks/gpu_check.sh wait [SECONDS]                 there, until the driver ends; its files -> $OUT
+#
+# A call runs 600 s at most, so a full run needs two wait calls, back to back: the machine goes back 30 s
+# after a call, and whatever was not sent back by then is lost (the second lease lost its transfer run
+# so, with translate running, when the session paused between the two). Each wait sends back what is
+# there every 15 s; the training pictures and curves are there as soon as training ends.
 #   bash benchmarks/gpu_check.sh bench-here FILES DATASET       here: bench the outputs it sent back (translated.tar.NN)
 # What comes back ($OUT holds at most 8 files of 16 MiB): results.tar (log, JSON, memory trace, pictures,
 # run.tar.gz) and translated.tar.00, .01, ... (the outputs, cut into 15 MiB pieces).
@@ -287,6 +292,15 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
     fi
   fi
 
+  # the run's pictures and curves go to the results now: a wait call made before the driver ends brings them back
+  keep_train_pictures() {
+    cp "$(ls "$work"/train-run/snapshots/grid-*.png 2>/dev/null | tail -1)" "$res/transfer-grid.png" 2>/dev/null
+    cp "$work/train-run/losses.png" "$res/losses.png" 2>/dev/null
+    cp "$work/train-run/losses.csv" "$res/losses.csv" 2>/dev/null
+    return 0
+  }
+  run_stage train && keep_train_pictures
+
   # 3. translate the held-back renders with the three methods
   if run_stage translate; then
     bundle transfer
@@ -322,8 +336,7 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
 
   # 5. what comes back
   set +e
-  cp "$(ls "$work"/train-run/snapshots/grid-*.png 2>/dev/null | tail -1)" "$res/transfer-grid.png" 2>/dev/null
-  cp "$work/train-run/losses.png" "$res/losses.png" 2>/dev/null
+  keep_train_pictures
   (cd "$work" && tar -czf "$res/run.tar.gz" --exclude='*.png' --exclude='*.jpg' bench train-run/train-config.json \
      train-run/g_render/generator.json train-run/losses.csv translated/*/provenance.json translated/translate.parquet 2>/dev/null)
   $py "$REPO/benchmarks/gpu_check_summary.py" --carry "$CARRY" --device "$device" --faces $faces --steps $steps

@@ -87,7 +87,28 @@ def _kernel(x: torch.Tensor, gain: float) -> torch.Tensor:
 def fir_filter(x: torch.Tensor, pad: int, down: int = 1, gain: float = 1.0) -> torch.Tensor:
     """upfirdn2d(up=1) with the [1,3,3,1] filter: pad every side by `pad`, filter, keep every
     `down`-th sample."""
-    return F.conv2d(F.pad(x, (pad, pad, pad, pad)), _kernel(x, gain), stride=down, groups=x.shape[1])
+    return _FirFilter.apply(x, pad, down, gain)
+
+
+class _FirFilter(torch.autograd.Function):
+    """The filter as a depthwise convolution whose backward is its adjoint, written with differentiable
+    ops. Why: autograd's own double backward of a grouped convolution runs one convolution per group
+    (512 per layer); R1 takes that double backward through D's downsampling, and on an H100 our R1
+    step took 4.4 s against NVIDIA's 0.18 s (256 px, batch 8) while our plain step was faster. Here the
+    second derivative is the first derivative of a transposed depthwise convolution: one call."""
+
+    @staticmethod
+    def forward(ctx, x, pad, down, gain):
+        ctx.pad, ctx.down, ctx.gain, ctx.size = pad, down, gain, x.shape[-2:]
+        return F.conv2d(F.pad(x, (pad, pad, pad, pad)), _kernel(x, gain), stride=down, groups=x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (h, w), p, down = ctx.size, ctx.pad, ctx.down
+        # the transposed convolution is the exact adjoint; output_padding restores the padded input's size
+        extra = [size + 2 * p - ((n - 1) * down + 4) for size, n in ((h, grad.shape[-2]), (w, grad.shape[-1]))]
+        full = F.conv_transpose2d(grad, _kernel(grad, ctx.gain), stride=down, groups=grad.shape[1], output_padding=extra)
+        return full[:, :, p:p + h, p:p + w], None, None, None
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
