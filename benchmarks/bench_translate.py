@@ -175,7 +175,8 @@ def main() -> None:
             "nvidia": {"steps": args.steps, "lpips_vgg": float(nv_lpips.mean()), "seconds_per_face": nv_s},
             "ours": {"max_steps": ours_steps, "steps_used": float(inv.steps.float().mean()), "lpips_vgg": float(ours_lpips.mean()),
                      "seconds_per_face": ours_s, "restarts": inv.restarts.tolist(), "collapsed": inv.collapsed.tolist(),
-                     "settings": {k: getattr(cfg, k) for k in ("start", "space", "lr", "w_noise", "w_pixel", "loss_resolution", "lpips_target")}},
+                     "settings": {k: getattr(cfg, k) for k in ("start", "space", "w_noise", "w_pixel", "loss_resolution", "lpips_target")}
+                     | {"lr": cfg.learning_rate}},
             "steps_ratio": float(inv.steps.float().mean()) / args.steps}, indent=2))
 
 

@@ -260,7 +260,7 @@ def train_cmd(
 # translate's and enhance's inversion options, declared once: (name, type, help)
 INVERSION_OPTIONS = (
     ("steps", int, "Inversion steps per image (default 300)."),
-    ("lr", float, "Adam learning rate (default 0.1)."),
+    ("lr", float, "Adam learning rate (default by space: w 0.1, w+ and w+reg 0.03)."),
     ("w_noise", float, "Exploration noise on w, mean starts (default 0; the StyleGAN2 projector's 0.05)."),
     ("lpips_net", str, "vgg (default) | alex."),
     ("w_pixel", float, "Weight of the pixel term beside LPIPS (default 0.1)."),

@@ -113,6 +113,17 @@ def test_bad_translate_options_are_refused(fixture_dataset, tiny_run, tmp_path):
         assert not (tmp_path / "bad").exists()
 
 
+def test_the_learning_rate_follows_the_space_unless_given(fixture_dataset, tiny_run, tmp_path):
+    cfg = lambda **kw: _cfg(fixture_dataset, tiny_run, tmp_path, **kw)
+    assert [cfg(space=s).learning_rate for s in T.SPACES] == [0.1, 0.03, 0.03]
+    assert cfg(space="w+", lr=0.1).learning_rate == 0.1
+    keys = lambda c: T.translation_keys(c, {"g_real": "a" * 64, "g_render": "b" * 64}, 32, np.zeros((5, 2)))["inversion"]
+    assert keys(cfg()) == keys(cfg(lr=0.03))            # the default and the same rate given: one inversion
+    assert keys(cfg()) != keys(cfg(lr=0.1))
+    with pytest.raises(DrfhqError):
+        cfg(lr=0.0).validate_options()
+
+
 def test_bench_runs_generator_methods_by_name_with_ckpt(fixture_dataset, fixtures, tiny_run, tmp_path):
     from drfhq_tools.bench.config import BenchConfig
     from drfhq_tools.bench.run import run_bench

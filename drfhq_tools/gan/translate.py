@@ -55,6 +55,11 @@ SOURCE = {"transfer": "g_render", "layer-swap": "g_render", "project-real": "g_r
 INVERSION_SETTINGS = ("steps", "lr", "w_noise", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "loss_resolution", "seed",
                       "space", "space_regularize", "start", "bank_size", "lpips_target", "restarts")
 SPACES = ("w", "w+", "w+reg")
+# Adam's rate when --lr is not given. One w: the StyleGAN2 projector's 0.1. Per-layer latents move 18-23 x 512
+# coordinates at once; at 0.1 the first steps could land on a flat image. Measured on the space table's 8 fixture
+# renders, 20 steps (benchmarks/results/bench_spaces-msg-8renders-20steps-lr003-cpu-2core.md): at 0.03 no inversion
+# collapsed in either generator (1 each at 0.1), LPIPS to the render 0.304 (0.340), FID 169 (226) at equal identity.
+LR_BY_SPACE = {"w": 0.1, "w+": 0.03, "w+reg": 0.03}
 STARTS = ("mean", "bank")
 INVERSION_RULE = 3        # bumped when the collapse rule or the restarts change: older latents are not reused
 RESTART_CANDIDATES = 16                   # latents sampled per image for a restart from a mean start; the nearest is taken
@@ -68,7 +73,7 @@ class TranslateConfig:
     out: str
     methods: tuple[str, ...] = ("transfer",)
     steps: int = 300                       # optimisation steps per inversion
-    lr: float = 0.1
+    lr: float | None = None                # Adam's rate; None: LR_BY_SPACE[space] (`learning_rate`)
     w_noise: float = 0.0                   # the projector's exploration noise on w (x the w spread; 0.05 there), mean starts
                                            # only; off by default: measured to double the LPIPS left at 30 and 90 steps
     lpips_net: str = "vgg"                 # vgg (the StyleGAN2 projector's) | alex (cheaper)
@@ -88,6 +93,10 @@ class TranslateConfig:
     limit: int | None = None
     seed: int = 0
 
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else LR_BY_SPACE[self.space]
+
     def validate(self) -> None:
         if not (Path(self.dataset) / "manifest.parquet").is_file():
             raise DrfhqError(f"{self.dataset}: not a dataset (no manifest.parquet)")
@@ -103,14 +112,14 @@ class TranslateConfig:
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
             raise DrfhqError(f"--method {','.join(bad) or '(none)'}: choose from {', '.join(METHODS)}")
-        if self.steps < 1 or self.batch < 1 or self.lr <= 0:
+        if self.space not in SPACES or self.start not in STARTS:
+            raise DrfhqError(f"--space {self.space} / --start {self.start}: choose from {', '.join(SPACES)} / {', '.join(STARTS)}")
+        if self.steps < 1 or self.batch < 1 or self.learning_rate <= 0:
             raise DrfhqError("--steps and --batch must be >= 1, --lr > 0")
         if self.lpips_net not in ("alex", "vgg"):
             raise DrfhqError(f"--lpips-net {self.lpips_net}: alex or vgg")
         if min(self.w_pixel, self.w_identity, self.noise_regularize, self.w_noise) < 0:
             raise DrfhqError("loss weights must be >= 0")
-        if self.space not in SPACES or self.start not in STARTS:
-            raise DrfhqError(f"--space {self.space} / --start {self.start}: choose from {', '.join(SPACES)} / {', '.join(STARTS)}")
         if self.space_regularize < 0 or self.lpips_target < 0 or self.restarts < 0 or self.bank_size < 1:
             raise DrfhqError("--space-regularize, --lpips-target, --restarts must be >= 0 and --bank-size >= 1")
         if self.swap_resolution < 4 or self.swap_resolution & (self.swap_resolution - 1):
@@ -330,7 +339,7 @@ class Projector:
         ws = start.detach().reshape(n, 1, -1).repeat(1, layers, 1).clone().requires_grad_(True)
         noise = {k: torch.stack([torch.randn(1, *v.shape[-2:], generator=gen) for gen in gens]).to(ws.device).requires_grad_(True)
                  for k, v in g.noise_maps().items()}
-        opt = torch.optim.Adam([ws, *noise.values()], lr=cfg.lr, betas=(0.9, 0.999))
+        opt = torch.optim.Adam([ws, *noise.values()], lr=cfg.learning_rate, betas=(0.9, 0.999))
         kept_ws, kept_noise = ws.detach().clone(), {k: v.detach().clone() for k, v in noise.items()}
         first_noise = {k: v.detach().clone() for k, v in noise.items()}
         steps = torch.full((n,), cfg.steps, dtype=torch.long)
@@ -353,7 +362,7 @@ class Projector:
             ramp = min(1.0, (1 - t) / 0.25)
             ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, t / 0.05)
             for group in opt.param_groups:
-                group["lr"] = cfg.lr * ramp
+                group["lr"] = cfg.learning_rate * ramp
             jitter = torch.stack([torch.randn(ws.shape[1:], generator=gen) for gen in gens]).to(ws.device) * w_noise
             image = self._image(ws, jitter, noise)
             distance = self.lpips(image, target).reshape(n)
@@ -435,7 +444,7 @@ def generator_sha256(folder: Path) -> str:
 
 def translation_keys(cfg: TranslateConfig, hashes: dict[str, str], size: int, landmarks5: np.ndarray) -> dict:
     """Keys of every inversion (per generator) and every method's outputs for these settings."""
-    settings = {f: getattr(cfg, f) for f in INVERSION_SETTINGS}
+    settings = {f: getattr(cfg, f) for f in INVERSION_SETTINGS} | {"lr": cfg.learning_rate}   # --lr 0.03 == w+'s default
     if cfg.w_identity > 0:     # the identity term cuts its chips with the dataset's median landmarks
         settings["landmarks5"] = np.round(landmarks5, 3).tolist()
     inversion = {g: _digest({"generator_sha256": hashes[g], "rule": INVERSION_RULE, **settings}) for g in ("g_real", "g_render")}
