@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--lpips-net", default="vgg")
     parser.add_argument("--w-noise", type=float, default=0.0, help="exploration noise on w (translate's default 0)")
     parser.add_argument("--lr", type=float, default=None, help="the inversion's learning rate (default: translate's)")
+    parser.add_argument("--project-real-spaces", default="w+",
+                        help="spaces in which project-real (the identity bar the default must meet) is also inverted")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -50,13 +52,14 @@ def main() -> None:
                   **({"lr": args.lr} if args.lr is not None else {}))
     folders, seconds = {}, {}
     for space in spaces:
-        methods = ("transfer", "project-real") if space == "w+" else ("transfer",)
+        real_spaces = [s.strip() for s in args.project_real_spaces.split(",")]
+        methods = ("transfer", "project-real") if space in real_spaces else ("transfer",)
         t0 = time.perf_counter()
         translate(TranslateConfig(out=str(out / space), methods=methods, space=space, **common), log=print)
         seconds[space] = time.perf_counter() - t0
         folders[f"transfer-{space}"] = out / space / "transfer"
-        if space == "w+":
-            folders["project-real"] = out / space / "project-real"
+        if space in real_spaces:    # plain "project-real" when it runs in one space only (older tables' name)
+            folders["project-real" if len(real_spaces) == 1 else f"project-real-{space}"] = out / space / "project-real"
     baselines = ("input", *[f"{name}={folder}" for name, folder in folders.items()])
     run = run_bench(BenchConfig(dataset=args.dataset, real=args.real, out=str(out / "bench"), baselines=baselines,
                                 identity="dlib", limit=args.limit, device=args.device, bootstrap=1000), log=print)

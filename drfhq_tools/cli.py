@@ -268,7 +268,7 @@ INVERSION_OPTIONS = (
     ("noise_regularize", float, "Weight of the noise maps' regulariser (default 1e5)."),
     ("swap_resolution", int, "layer-swap: G_render below this resolution (default 32)."),
     ("loss_resolution", int, "Images are compared at this size (default 256)."),
-    ("space", str, "w | w+ | w+reg (per-layer w pulled to their mean)."),
+    ("space", str, "w | w+ | w+reg (per-layer w pulled to their mean; the default)."),
     ("space_regularize", float, "w+reg: weight of the layers' spread (default 0.1)."),
     ("start", str, "mean (default) | bank: the nearest of --bank-size sampled latents."),
     ("bank_size", int, "Sampled latents in the start bank (default 4096; cached per generator)."),

@@ -82,7 +82,8 @@ class TranslateConfig:
     noise_regularize: float = 1e5
     swap_resolution: int = 32              # layer-swap: G_render's layers below this resolution
     loss_resolution: int = 256
-    space: str = "w+"                      # w (one w for every layer) | w+ (free per layer) | w+reg (per layer, pulled to their mean)
+    space: str = "w+reg"                   # w (one w for every layer) | w+ (free per layer) | w+reg (per layer, pulled to their
+                                           # mean): the default by the space table's rule (README, bench_spaces-...-defaults-...)
     space_regularize: float = 0.1          # w+reg: weight of each layer's squared deviation from the layers' mean / w_std^2
     start: str = "mean"                    # mean w | bank (the nearest of --bank-size sampled latents, by 32-px image)
     bank_size: int = 4096
