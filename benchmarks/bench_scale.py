@@ -63,11 +63,11 @@ def generate(work: Path, rows: int, shard_rows: int, seed: int = 0) -> dict:
             "width": np.full(n, 1024, np.int32), "height": np.full(n, 1024, np.int32), "source_mode": ["RGB"] * n,
             "had_alpha": np.zeros(n, bool), "reject_reason": [None] * n, "reject_detail": [None] * n,
             "face_count": np.ones(n, np.int32),
-            "bbox": pa.FixedSizeListArray.from_arrays(rng.random(n * 4, dtype=np.float32) * 1000, 4),
+            "bbox": _coordinates(rng, n, 4),
             "detector": ["dlib-hog"] * n, "detector_score": rng.random(n, dtype=np.float32),
-            "landmarks_68": pa.FixedSizeListArray.from_arrays(rng.random(n * 136, dtype=np.float32) * 1000, 136),
-            "landmarks_5": pa.FixedSizeListArray.from_arrays(rng.random(n * 10, dtype=np.float32) * 1000, 10),
-            "align_quad": pa.FixedSizeListArray.from_arrays(rng.random(n * 8, dtype=np.float32) * 1000, 8),
+            "landmarks_68": _coordinates(rng, n, 136),
+            "landmarks_5": _coordinates(rng, n, 10),
+            "align_quad": _coordinates(rng, n, 8),
             "face_size_px": rng.random(n, dtype=np.float32) * 800 + 100, "sharpness": rng.random(n, dtype=np.float32),
             "yaw_deg": rng.normal(size=n).astype(np.float32), "roll_deg": rng.normal(size=n).astype(np.float32),
             "phash": [bytes(np.ascontiguousarray(h[::-1]).astype(">u8").tobytes()).hex() for h in hashes[index]],
@@ -83,6 +83,12 @@ def generate(work: Path, rows: int, shard_rows: int, seed: int = 0) -> dict:
     result = {"planted": [[int(p), int(o)] for p, o in zip(planted, originals)]}
     (work / "planted.json").write_text(json.dumps(result))
     return result
+
+
+def _coordinates(rng, n: int, length: int) -> pa.Array:
+    """n lists of `length` random source-pixel coordinates, in the manifest's list type."""
+    offsets = pa.array(np.arange(0, (n + 1) * length, length, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(rng.random(n * length, dtype=np.float32) * 1000))
 
 
 class PlantedTruth:

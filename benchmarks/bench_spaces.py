@@ -4,7 +4,8 @@ For each `--space` (w, w+, w+reg) the transfer method runs on the same renders w
 project-real (the projector's own W+) and the input are the references. Then bench scores all of them
 against the real photos: FID and KID (realism), identity cosine to the render (dlib descriptor), LPIPS to
 the render. Printed as a table and written, with a picture (render | transfer in each space |
-project-real), to --out: spaces.json, spaces.md, spaces.jpg.
+project-real), to --out: spaces.json, spaces.md, spaces.jpg, and degenerate.json/.jpg: the outputs
+checked for the issue's collapses (dark, faint) apart from translate's own rule.
 
     python benchmarks/bench_spaces.py --dataset DATASET --ckpt TRAIN_RUN --real ../shared/fixtures/real \
         --out OUT [--steps 20] [--limit 8] [--spaces w,w+,w+reg] [--device cpu]
@@ -103,16 +104,64 @@ def main() -> None:
                     sheet.paste(img.convert("RGB").resize((tile, tile), Image.LANCZOS), (x * tile, y * tile))
     sheet.save(out / "spaces.jpg", quality=90)
     print(f"columns of {out / 'spaces.jpg'}: {', '.join(columns)}")
-    print("mean pixel of each output's inner face (0-255), to spot dark collapses:")
-    for name in folders:
-        means = []
-        for r in rows:
-            with Image.open(folders[name] / f"{r['id']}.png") as img:
-                a = np.asarray(img.convert("L"), dtype=np.float32)
-            s = a.shape[0]
-            means.append(float(a[s // 4:int(s * 0.81), s // 4:3 * s // 4].mean()))
-        print(f"  {name:18} min {min(means):6.1f}  mean {np.mean(means):6.1f}")
+    report = degenerate_report(rows, folders, out)
+    (out / "degenerate.json").write_text(json.dumps(report, indent=2))
 
+
+DARK_GREY, FAINT_RATIO = 25.0, 0.5    # the issue's collapses: inner-face mean 5 to 13 of 255; near-flat faces
+
+
+def degenerate_report(rows, folders: dict[str, Path], out: Path) -> dict:
+    """Outputs checked apart from translate's own collapse rule (PIL and numpy, not its torch code), by the
+    issue's symptoms on the inner face (the middle half across, rows 1/4 to 0.81, grey 0-255): dark, a
+    mean under DARK_GREY; faint, a contrast under FAINT_RATIO times the render's (contrast: the std of the
+    face box-filtered to 16 x 16, so that noise texture on a flat colour does not count). Beside them
+    translate's flags, and a sheet of the faintest outputs next to their renders (degenerate.jpg)."""
+    import pandas as pd
+
+    def inner(path: Path) -> np.ndarray:
+        with Image.open(path) as img:
+            a = np.asarray(img.convert("L"), dtype=np.float32)
+        s = a.shape[0]
+        return a[s // 4:int(s * 0.81), s // 4:3 * s // 4]
+
+    def contrast(face: np.ndarray) -> float:
+        return float(np.asarray(Image.fromarray(face).resize((16, 16), Image.BOX)).std())
+
+    renders = {r["id"]: inner(Path(r["image_file"])) for r in rows}
+    render_contrast = {i: contrast(f) for i, f in renders.items()}
+    print(f"inner faces of {len(rows)} outputs per method (grey 0-255): dark, mean < {DARK_GREY:g}; "
+          f"faint, contrast < {FAINT_RATIO:g} x the render's")
+    print(f"  {'method':22} {'min mean':>8} {'mean':>6} {'min contrast/render':>19} {'dark':>4} {'faint':>5}"
+          f" {'restarted':>9} {'flagged':>7}")
+    report, faintest = {}, []
+    for name, folder in folders.items():
+        faces = {i: inner(folder / f"{i}.png") for i in renders}
+        means = {i: float(f.mean()) for i, f in faces.items()}
+        ratios = {i: contrast(f) / max(render_contrast[i], 1e-3) for i, f in faces.items()}
+        table = pd.read_parquet(folder.parent / "translate.parquet")
+        table = table[table["generator"] == ("g_real" if name.startswith("project-real") else "g_render")]
+        entry = {
+            "n": len(faces), "min_mean": min(means.values()), "mean": float(np.mean(list(means.values()))),
+            "min_contrast_ratio": min(ratios.values()),
+            "dark": sorted(i for i, m in means.items() if m < DARK_GREY),
+            "faint": sorted(i for i, r in ratios.items() if r < FAINT_RATIO),
+            "restarted": int((table["restarts"] > 0).sum()), "flagged": int(table["collapsed"].sum())}
+        report[name] = entry
+        faintest += [(ratios[i], name, i) for i in sorted(ratios, key=ratios.get)[:4]]
+        print(f"  {name:22} {entry['min_mean']:8.1f} {entry['mean']:6.1f} {entry['min_contrast_ratio']:19.2f} "
+              f"{len(entry['dark']):4d} {len(entry['faint']):5d} {entry['restarted']:9d} {entry['flagged']:7d}")
+    tile, render_files = 160, {r["id"]: Path(r["image_file"]) for r in rows}
+    faintest.sort()
+    sheet = Image.new("RGB", (2 * tile, tile * len(faintest)), "white")
+    for y, (_, name, i) in enumerate(faintest):
+        for x, path in enumerate((render_files[i], folders[name] / f"{i}.png")):
+            with Image.open(path) as img:
+                sheet.paste(img.convert("RGB").resize((tile, tile), Image.LANCZOS), (x * tile, y * tile))
+    sheet.save(out / "degenerate.jpg", quality=90)
+    print(f"the faintest outputs (render | output, by contrast ratio): {out / 'degenerate.jpg'}: "
+          + ", ".join(f"{name} {i} {r:.2f}" for r, name, i in faintest))
+    return report
 
 if __name__ == "__main__":
     main()

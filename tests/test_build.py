@@ -8,13 +8,14 @@ import sys
 import time
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import copy_files
 from drfhq_tools.dataset.build import build_dataset
 from drfhq_tools.dataset.config import BuildConfig
-from drfhq_tools.dataset.schema import MANIFEST_SCHEMA
+from drfhq_tools.dataset.schema import LIST_LENGTHS, MANIFEST_SCHEMA, check_list_lengths
 from drfhq_tools.errors import DrfhqError, MissingWeightsError
 from drfhq_tools.io import FolderLock
 
@@ -30,7 +31,7 @@ def test_manifest_schema_and_one_row_per_input_file(fixture_dataset, fixtures):
     inputs = [p for p in fixtures.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".png")]
     assert table.num_rows == len(inputs)
     assert table.schema.remove_metadata().equals(MANIFEST_SCHEMA.remove_metadata())
-    assert table.schema.metadata[b"drfhq.schema_version"] == b"1.1"
+    assert table.schema.metadata[b"drfhq.schema_version"] == b"2.0"
     m = table.to_pandas()
     assert m.id.is_unique and m.source_path.is_unique
     ok = m[m.status == "ok"]
@@ -57,6 +58,11 @@ def test_bad_inputs_become_rejected_rows_and_the_build_goes_on(fixtures, tmp_pat
     assert m.loc["empty.png", "reject_reason"] == "empty_file"
     assert m.loc["notes.bin", "reject_reason"] == "not_an_image"
     assert m.loc["half.jpg", "reject_reason"] == "truncated"
+    # Rejected rows have no coordinates: stored as null plain lists, which every pyarrow reads back (a
+    # null fixed-size list fails before apache/arrow GH-35692's fix)
+    stored = pq.read_schema(out / "manifest.parquet")
+    assert not any(pa.types.is_fixed_size_list(f.type) for f in stored)
+    assert m.loc[["empty.png", "notes.bin", "half.jpg"], ["bbox", "landmarks_68", "align_quad"]].isna().all().all()
     assert (m.loc[[p.name for p in _frl(fixtures, 2)], "status"] == "ok").all()
 
 
@@ -89,6 +95,33 @@ def test_adding_files_processes_only_the_new_ones(fixtures, tmp_path):
     os.utime(src / _frl(fixtures, 1)[0].name, ns=(1, 1))     # a touched file counts as changed
     third = build_dataset(BuildConfig(src=str(src), out=str(out), size=256))
     assert (third.processed, third.reused) == (1, 4)
+
+
+def test_a_work_cache_of_schema_1_1_is_reused(fixtures, tmp_path):
+    """1.1 stored coordinates as fixed-size lists; its cached records read back into 2.0's types."""
+    src = copy_files(_frl(fixtures, 2), tmp_path / "src")
+    out = tmp_path / "out"
+    first = build_dataset(BuildConfig(src=str(src), out=str(out), size=128, predict_attributes=False))
+    old_types = {name: pa.list_(pa.float32(), length) for name, length in LIST_LENGTHS.items()}
+    for shard in (out / ".work").rglob("*.parquet"):
+        table = pq.read_table(shard)
+        old = pa.schema([f.with_type(old_types.get(f.name, f.type)) for f in table.schema], metadata=table.schema.metadata)
+        pq.write_table(table.cast(old), shard)
+        assert pa.types.is_fixed_size_list(pq.read_schema(shard).field("bbox").type)
+    second = build_dataset(BuildConfig(src=str(src), out=str(out), size=128, predict_attributes=False))
+    assert (second.processed, second.reused) == (0, 2)
+    assert second.manifest.equals(first.manifest)
+
+
+def test_coordinate_lists_of_the_wrong_length_are_refused_with_the_file():
+    table = pa.table({"source_path": ["a.png", "b.png", "c.png"],
+                      **{name: pa.array([[0.0] * length, None, [0.0] * length], pa.list_(pa.float32()))
+                         for name, length in LIST_LENGTHS.items()}})
+    check_list_lengths(table)
+    bad = table.set_column(table.schema.get_field_index("landmarks_5"), "landmarks_5",
+                           pa.array([[0.0] * 10, None, [0.0] * 9], pa.list_(pa.float32())))
+    with pytest.raises(ValueError, match="c.png: landmarks_5 has 9 values, not 10"):
+        check_list_lengths(bad)
 
 
 def test_killed_build_resumes_to_the_same_manifest(fixtures, tmp_path):

@@ -35,7 +35,7 @@ from .decode import RejectedImage, decode_image, list_inputs
 from .dedup import LOSSLESS_PATTERN, group_duplicates, hex_hash_words, representative_quality
 from .verify import DESCRIPTOR_SIDE, RESIDUAL_THRESHOLD, compare_pictures, descriptor_vectors, pose_gap
 from .metadata import MetadataTable, age_group_label, normalise_gender, normalise_label, parse_metadata_age, read_metadata
-from .schema import MANIFEST_SCHEMA, RECORD_SCHEMA, SCHEMA_VERSION
+from .schema import MANIFEST_SCHEMA, RECORD_SCHEMA, RECORD_VERSION, SCHEMA_VERSION, check_list_lengths
 from .engines import run_local, run_ray
 
 ALGO_VERSION = "1"   # bump when the per-image stage changes its output for the same options
@@ -295,7 +295,9 @@ def assemble_manifest(records: pa.Table | list[dict], config: BuildConfig, metad
         columns.append(array if array.type != pa.null() else array.cast(pa.string()))
         fields.append(pa.field(name, columns[-1].type))
     schema = pa.schema(fields, metadata={**MANIFEST_SCHEMA.metadata, b"drfhq.carried_columns": json.dumps(list(carried)).encode()})
-    return pa.Table.from_arrays(columns, schema=schema)
+    manifest = pa.Table.from_arrays(columns, schema=schema)
+    check_list_lengths(manifest)
+    return manifest
 
 
 ATTRIBUTE_BLOCK = 65536
@@ -335,7 +337,7 @@ def build_dataset(config: BuildConfig, progress=None) -> BuildResult:
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with FolderLock(out, "drfhq build-dataset"):
         stage = {**config.stage_fields(), "race_model_sha256": race.sha256 if race else None, "algo": ALGO_VERSION,
-                 "schema": SCHEMA_VERSION}
+                 "schema": RECORD_VERSION}
         shard_dir = out / ".work" / _stage_key(stage)
         cached = _load_shards(shard_dir)
         known = {path: (size, mtime, k) for k, (path, size, mtime) in enumerate(zip(

@@ -9,8 +9,12 @@ appended after MANIFEST_SCHEMA as `meta_<name>`.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "2.0"
+# What the per-image stage computes, in the work cache's key: 2.0 changed only how coordinates are
+# stored (below), and cached 1.1 shards read back into the new types, so incremental builds keep them.
+RECORD_VERSION = "1.1"
 
 f32, i32, i64, s = pa.float32(), pa.int32(), pa.int64(), pa.string()
 
@@ -28,12 +32,12 @@ RECORD_FIELDS = [
     pa.field("reject_reason", s),                      # null unless the file or face is unusable
     pa.field("reject_detail", s),
     pa.field("face_count", i32),                       # faces found (after the score filter)
-    pa.field("bbox", pa.list_(f32, 4)),                # left, top, right, bottom (source pixels)
+    pa.field("bbox", pa.list_(f32)),                   # 4: left, top, right, bottom (source pixels)
     pa.field("detector", s),
     pa.field("detector_score", f32),
-    pa.field("landmarks_68", pa.list_(f32, 136)),      # x0, y0, x1, y1, ... iBUG 68 order, source pixels
-    pa.field("landmarks_5", pa.list_(f32, 10)),        # dlib 5-point, source pixels
-    pa.field("align_quad", pa.list_(f32, 8)),          # FFHQ quad corners TL, BL, BR, TR as x, y
+    pa.field("landmarks_68", pa.list_(f32)),           # 136: x0, y0, x1, y1, ... iBUG 68 order, source pixels
+    pa.field("landmarks_5", pa.list_(f32)),            # 10: dlib 5-point, source pixels
+    pa.field("align_quad", pa.list_(f32)),             # 8: FFHQ quad corners TL, BL, BR, TR as x, y
     pa.field("face_size_px", f32),                     # side of the FFHQ quad in source pixels
     pa.field("sharpness", f32),                        # variance of the Laplacian on the 256-px aligned face
     pa.field("yaw_deg", f32),
@@ -72,3 +76,21 @@ MANIFEST_FIELDS = [
 MANIFEST_SCHEMA = pa.schema(MANIFEST_FIELDS, metadata={"drfhq.schema": "manifest", "drfhq.schema_version": SCHEMA_VERSION})
 
 STATUSES = ("ok", "duplicate", "rejected")
+
+# Coordinates are plain lists of a known length, not fixed-size lists: a null fixed-size list (every
+# rejected row) cannot be read back from Parquet by pyarrow before the fix of apache/arrow GH-35692
+# (pyarrow 21: "Expected all lists to be of size=4 but index 2 had size=0"), nor by some other readers.
+# Their lengths are checked when a manifest is assembled instead.
+LIST_LENGTHS = {"bbox": 4, "landmarks_68": 136, "landmarks_5": 10, "align_quad": 8}
+
+
+def check_list_lengths(table: pa.Table) -> None:
+    """Raise ValueError, naming the column and the first row's source path, when a coordinate list that
+    is present has another length than LIST_LENGTHS says (null lists are rows without a face)."""
+    for name, length in LIST_LENGTHS.items():
+        lengths = pc.list_value_length(table.column(name))
+        wrong = pc.fill_null(pc.not_equal(lengths, length), False)
+        if pc.any(wrong).as_py():
+            k = pc.index(wrong, True).as_py()
+            raise ValueError(f"{table.column('source_path')[k].as_py()}: {name} has {lengths[k].as_py()} values, "
+                             f"not {length}")
