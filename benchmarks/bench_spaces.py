@@ -114,7 +114,8 @@ DARK_GREY, FAINT_RATIO = 25.0, 0.5    # the issue's collapses: inner-face mean 5
 def degenerate_report(rows, folders: dict[str, Path], out: Path) -> dict:
     """Outputs checked apart from translate's own collapse rule (PIL and numpy, not its torch code), by the
     issue's symptoms on the inner face (the middle half across, rows 1/4 to 0.81, grey 0-255): dark, a
-    mean under DARK_GREY; faint, a contrast under FAINT_RATIO times the render's (contrast: the std of the
+    mean under DARK_GREY and under half the render's (a render that is itself that dark is matched, not
+    collapsed: the issue's were black on faces that were plainly visible); faint, a contrast under FAINT_RATIO times the render's (contrast: the std of the
     face box-filtered to 16 x 16, so that noise texture on a flat colour does not count). Beside them
     translate's flags, and a sheet of the faintest outputs next to their renders (degenerate.jpg)."""
     import pandas as pd
@@ -130,9 +131,9 @@ def degenerate_report(rows, folders: dict[str, Path], out: Path) -> dict:
 
     renders = {r["id"]: inner(Path(r["image_file"])) for r in rows}
     render_contrast = {i: contrast(f) for i, f in renders.items()}
-    print(f"inner faces of {len(rows)} outputs per method (grey 0-255): dark, mean < {DARK_GREY:g}; "
+    print(f"inner faces of {len(rows)} outputs per method (grey 0-255): dark, mean < {DARK_GREY:g} and < half the render's; "
           f"faint, contrast < {FAINT_RATIO:g} x the render's")
-    print(f"  {'method':22} {'min mean':>8} {'mean':>6} {'min contrast/render':>19} {'dark':>4} {'faint':>5}"
+    print(f"  {'method':22} {'min mean':>8} {'mean':>6} {'min contrast/render':>19} {'< 25':>4} {'dark':>4} {'faint':>5}"
           f" {'restarted':>9} {'flagged':>7}")
     report, faintest = {}, []
     for name, folder in folders.items():
@@ -144,13 +145,14 @@ def degenerate_report(rows, folders: dict[str, Path], out: Path) -> dict:
         entry = {
             "n": len(faces), "min_mean": min(means.values()), "mean": float(np.mean(list(means.values()))),
             "min_contrast_ratio": min(ratios.values()),
-            "dark": sorted(i for i, m in means.items() if m < DARK_GREY),
+            "dark": sorted(i for i, m in means.items() if m < DARK_GREY and m < 0.5 * float(renders[i].mean())),
+            "under_dark_grey": sorted(i for i, m in means.items() if m < DARK_GREY),
             "faint": sorted(i for i, r in ratios.items() if r < FAINT_RATIO),
             "restarted": int((table["restarts"] > 0).sum()), "flagged": int(table["collapsed"].sum())}
         report[name] = entry
         faintest += [(ratios[i], name, i) for i in sorted(ratios, key=ratios.get)[:4]]
         print(f"  {name:22} {entry['min_mean']:8.1f} {entry['mean']:6.1f} {entry['min_contrast_ratio']:19.2f} "
-              f"{len(entry['dark']):4d} {len(entry['faint']):5d} {entry['restarted']:9d} {entry['flagged']:7d}")
+              f"{len(entry['under_dark_grey']):4d} {len(entry['dark']):4d} {len(entry['faint']):5d} {entry['restarted']:9d} {entry['flagged']:7d}")
     tile, render_files = 160, {r["id"]: Path(r["image_file"]) for r in rows}
     faintest.sort()
     sheet = Image.new("RGB", (2 * tile, tile * len(faintest)), "white")
