@@ -113,6 +113,19 @@ def test_a_face_whose_inversion_stayed_degenerate_is_left_as_rendered(mixed, tmp
     assert not np.array_equal(np.asarray(Image.open(out / "images/two.png"))[:, left], source[:, left])
 
 
+def test_faces_fitted_worse_than_max_lpips_are_left_as_rendered(mixed, tmp_path):
+    out = tmp_path / "out"     # every crop fitted at LPIPS 0.5; the first of each call also collapsed
+    enhance(EnhanceConfig(dataset=str(mixed), ckpt="", out=str(out), paste_collapsed=True, max_lpips=0.4),
+            CollapsingTranslator(), log=lambda *a: None)
+    two = [r for r in _rows(out) if r["image"] == "two.png"]
+    assert len(two) == 2 and all(r["status"] == "skipped" and "LPIPS 0.500 > --max-lpips 0.4" in r["reason"] for r in two)
+    assert np.array_equal(np.asarray(Image.open(out / "images/two.png")), decode_image(mixed / "two.png").rgb)
+    with pytest.raises(DrfhqError, match="--max-lpips"):
+        enhance(EnhanceConfig(dataset=str(mixed), ckpt="", out=str(tmp_path / "bad"), max_lpips=-1),
+                CollapsingTranslator(), log=lambda *a: None)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_identity_paste_without_source_detail_is_within_40_db_on_the_face(fixtures):
     """The crop itself replaces the face: what comes back is the alignment's resampling error only."""
     rgb = decode_image(fixtures / "real/frl_canada/003f.jpg").rgb

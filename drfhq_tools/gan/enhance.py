@@ -44,6 +44,8 @@ class EnhanceConfig(TranslateConfig):
     feather: float = 0.06                  # mask ramp, as a fraction of the face's alignment square
     background: str = "black"              # under transparent pixels
     paste_collapsed: bool = False          # paste faces whose inversion stayed degenerate too (to look at them), flagged
+    max_lpips: float = 0.0                 # > 0: faces fitted worse than this (LPIPS to the crop) stay as rendered: the
+                                           # collapse rule can keep a usable start that is another face
 
     def validate(self) -> None:
         if not Path(self.dataset).exists():
@@ -64,6 +66,16 @@ class EnhanceConfig(TranslateConfig):
             raise DrfhqError(f"--region {self.region}: choose from {', '.join(REGIONS)}")
         if self.min_face_px <= 0 or not 0 < self.feather < 0.5:
             raise DrfhqError("--min-face-px must be > 0 and --feather in (0, 0.5)")
+        if self.max_lpips < 0:
+            raise DrfhqError(f"--max-lpips {self.max_lpips}: must be >= 0 (0: off)")
+
+    def left_as_rendered(self, detail: dict) -> str | None:
+        """Why a translated face is not pasted (None: it is), from its inversion's record."""
+        if detail.get("collapsed") and not self.paste_collapsed:     # by default a degenerate face never goes
+            return f"inversion stayed degenerate after {detail.get('restarts')} restarts; face left as rendered"
+        if self.max_lpips > 0 and detail.get("lpips") is not None and detail["lpips"] > self.max_lpips:
+            return f"fit too poor (LPIPS {detail['lpips']:.3f} > --max-lpips {self.max_lpips:g}); face left as rendered"
+        return None
 
 
 ENHANCE_SCHEMA = pa.schema([
@@ -183,8 +195,8 @@ def enhance_image(path: Path, rel: str, cfg: EnhanceConfig, translator, key: str
         translated, details = translator([f.aligned.image for f in usable], ids)
         for face, crop, detail in zip(usable, translated, details):
             info[face.index] = detail
-            if detail.get("collapsed") and not cfg.paste_collapsed:     # by default a degenerate face never goes
-                continue                                                # into a picture: it stays as rendered
+            if cfg.left_as_rendered(detail):
+                continue
             polygon = face_polygon(face.landmarks68, cfg.region, face.aligned.quad)
             result = paste_face(result, crop, face.aligned.image if cfg.source_detail else None, face.aligned.affine,
                                 face.aligned.qsize, polygon, cfg.feather * face.aligned.qsize)
@@ -195,8 +207,7 @@ def enhance_image(path: Path, rel: str, cfg: EnhanceConfig, translator, key: str
     rows = []
     for face in found:
         detail = info.get(face.index, {})
-        reason = face.reason or (f"inversion stayed degenerate after {detail.get('restarts')} restarts; face left as rendered"
-                                 if detail.get("collapsed") and not cfg.paste_collapsed else None)
+        reason = face.reason or cfg.left_as_rendered(detail)
         rows.append(_row(rel, face=face.index, status="enhanced" if reason is None else "skipped", reason=reason,
                          box=list(face.box), detector=face.detector, face_px=face.aligned.qsize, output=output, key=key,
                          **size, **detail))
@@ -231,7 +242,7 @@ def enhance(cfg: EnhanceConfig, translator=None, progress=None, log=print) -> Pa
         translator = translator or GanFaceTranslator(cfg, out)
         settings = {"translator": translator.key, "region": cfg.region, "source_detail": cfg.source_detail,
                     "feather": cfg.feather, "min_face_px": cfg.min_face_px, "detector": cfg.detector, "background": cfg.background,
-                    "paste_collapsed": cfg.paste_collapsed}
+                    "paste_collapsed": cfg.paste_collapsed, "max_lpips": cfg.max_lpips}
         atomic_write_json(out / "enhance.json", {"config": asdict(cfg), "paste": settings,
                                                  "translator": getattr(translator, "describe", dict)()})
         all_rows, redone = [], 0
