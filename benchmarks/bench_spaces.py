@@ -93,19 +93,23 @@ def main() -> None:
                         for k, v in ms.items()} for m, ms in table.items()}}, indent=2, default=str))
 
     rows, size = dataset_rows(Path(args.dataset), args.limit)
-    tile = min(size, 160)
     columns = ["input", *folders]
-    sheet = Image.new("RGB", (tile * len(columns), tile * len(rows)), "white")
-    for y, r in enumerate(rows):
-        for x, name in enumerate(columns):
-            path = Path(r["image_file"]) if name == "input" else folders[name] / f"{r['id']}.png"
-            if path.is_file():
-                with Image.open(path) as img:
-                    sheet.paste(img.convert("RGB").resize((tile, tile), Image.LANCZOS), (x * tile, y * tile))
-    sheet.save(out / "spaces.jpg", quality=90)
+    sheet([[Path(r["image_file"]) if name == "input" else folders[name] / f"{r['id']}.png" for name in columns]
+           for r in rows], min(size, 160), out / "spaces.jpg")
     print(f"columns of {out / 'spaces.jpg'}: {', '.join(columns)}")
     report = degenerate_report(rows, folders, out)
     (out / "degenerate.json").write_text(json.dumps(report, indent=2))
+
+
+def sheet(grid: list[list[Path]], tile: int, path: Path) -> None:
+    """A JPEG of square tiles, one row per list (a missing file leaves its tile white)."""
+    canvas = Image.new("RGB", (tile * max(map(len, grid), default=1), tile * max(len(grid), 1)), "white")
+    for y, paths in enumerate(grid):
+        for x, p in enumerate(paths):
+            if p.is_file():
+                with Image.open(p) as img:
+                    canvas.paste(img.convert("RGB").resize((tile, tile), Image.LANCZOS), (x * tile, y * tile))
+    canvas.save(path, quality=90)
 
 
 DARK_GREY, FAINT_RATIO = 25.0, 0.5    # the issue's collapses: inner-face mean 5 to 13 of 255; near-flat faces
@@ -115,9 +119,10 @@ def degenerate_report(rows, folders: dict[str, Path], out: Path) -> dict:
     """Outputs checked apart from translate's own collapse rule (PIL and numpy, not its torch code), by the
     issue's symptoms on the inner face (the middle half across, rows 1/4 to 0.81, grey 0-255): dark, a
     mean under DARK_GREY and under half the render's (a render that is itself that dark is matched, not
-    collapsed: the issue's were black on faces that were plainly visible); faint, a contrast under FAINT_RATIO times the render's (contrast: the std of the
-    face box-filtered to 16 x 16, so that noise texture on a flat colour does not count). Beside them
-    translate's flags, and a sheet of the faintest outputs next to their renders (degenerate.jpg)."""
+    collapsed: the issue's were black on faces that were plainly visible); faint, a contrast under
+    FAINT_RATIO times the render's (contrast: the std of the face box-filtered to 16 x 16, so that noise
+    texture on a flat colour does not count). Beside them translate's flags, and a sheet of the faintest
+    outputs next to their renders (degenerate.jpg)."""
     import pandas as pd
 
     def inner(path: Path) -> np.ndarray:
@@ -133,7 +138,7 @@ def degenerate_report(rows, folders: dict[str, Path], out: Path) -> dict:
     render_contrast = {i: contrast(f) for i, f in renders.items()}
     print(f"inner faces of {len(rows)} outputs per method (grey 0-255): dark, mean < {DARK_GREY:g} and < half the render's; "
           f"faint, contrast < {FAINT_RATIO:g} x the render's")
-    print(f"  {'method':22} {'min mean':>8} {'mean':>6} {'min contrast/render':>19} {'< 25':>4} {'dark':>4} {'faint':>5}"
+    print(f"  {'method':22} {'min mean':>8} {'mean':>6} {'min contrast/render':>19} {f'< {DARK_GREY:g}':>4} {'dark':>4} {'faint':>5}"
           f" {'restarted':>9} {'flagged':>7}")
     report, faintest = {}, []
     for name, folder in folders.items():
@@ -153,14 +158,9 @@ def degenerate_report(rows, folders: dict[str, Path], out: Path) -> dict:
         faintest += [(ratios[i], name, i) for i in sorted(ratios, key=ratios.get)[:4]]
         print(f"  {name:22} {entry['min_mean']:8.1f} {entry['mean']:6.1f} {entry['min_contrast_ratio']:19.2f} "
               f"{len(entry['under_dark_grey']):4d} {len(entry['dark']):4d} {len(entry['faint']):5d} {entry['restarted']:9d} {entry['flagged']:7d}")
-    tile, render_files = 160, {r["id"]: Path(r["image_file"]) for r in rows}
+    render_files = {r["id"]: Path(r["image_file"]) for r in rows}
     faintest.sort()
-    sheet = Image.new("RGB", (2 * tile, tile * len(faintest)), "white")
-    for y, (_, name, i) in enumerate(faintest):
-        for x, path in enumerate((render_files[i], folders[name] / f"{i}.png")):
-            with Image.open(path) as img:
-                sheet.paste(img.convert("RGB").resize((tile, tile), Image.LANCZOS), (x * tile, y * tile))
-    sheet.save(out / "degenerate.jpg", quality=90)
+    sheet([[render_files[i], folders[name] / f"{i}.png"] for _, name, i in faintest], 160, out / "degenerate.jpg")
     print(f"the faintest outputs (render | output, by contrast ratio): {out / 'degenerate.jpg'}: "
           + ", ".join(f"{name} {i} {r:.2f}" for r, name, i in faintest))
     return report
