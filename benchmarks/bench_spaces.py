@@ -9,6 +9,8 @@ checked for the issue's collapses (dark, faint) apart from translate's own rule.
 
     python benchmarks/bench_spaces.py --dataset DATASET --ckpt TRAIN_RUN --real ../shared/fixtures/real \
         --out OUT [--steps 20] [--limit 8] [--spaces w,w+,w+reg] [--device cpu]
+`--stage translate` only translates (on a GPU machine, say); `--stage bench` then scores the folders that
+the same arguments name (no --ckpt needed), where bench's weights are.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from PIL import Image
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--ckpt", default=None, help="the train run (not needed with --stage bench)")
     parser.add_argument("--real", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=20)
@@ -39,7 +41,11 @@ def main() -> None:
                         help="spaces in which project-real (the identity bar the default must meet) is also inverted")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--w-face-statistics", type=float, default=None, help="translate's pull keeping the face usable (default: translate's)")
+    parser.add_argument("--stage", default="all", choices=("all", "translate", "bench"))
     args = parser.parse_args()
+    if args.stage != "bench" and not args.ckpt:
+        parser.error("--ckpt is needed to translate")
 
     from drfhq_tools.bench.config import BenchConfig
     from drfhq_tools.bench.run import run_bench
@@ -50,17 +56,29 @@ def main() -> None:
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
     common = dict(dataset=args.dataset, ckpt=args.ckpt, steps=args.steps, limit=args.limit, start=args.start,
                   lpips_net=args.lpips_net, batch=args.batch, device=args.device, w_noise=args.w_noise,
-                  **({"lr": args.lr} if args.lr is not None else {}))
+                  **({"lr": args.lr} if args.lr is not None else {}),
+                  **({"w_face_statistics": args.w_face_statistics} if args.w_face_statistics is not None else {}))
     folders, seconds = {}, {}
     for space in spaces:
         real_spaces = [s.strip() for s in args.project_real_spaces.split(",")]
         methods = ("transfer", "project-real") if space in real_spaces else ("transfer",)
-        t0 = time.perf_counter()
-        translate(TranslateConfig(out=str(out / space), methods=methods, space=space, **common), log=print)
-        seconds[space] = time.perf_counter() - t0
+        if args.stage != "bench":
+            t0 = time.perf_counter()
+            translate(TranslateConfig(out=str(out / space), methods=methods, space=space, **common), log=print)
+            seconds[space] = time.perf_counter() - t0
         folders[f"transfer-{space}"] = out / space / "transfer"
         if space in real_spaces:    # plain "project-real" when it runs in one space only (older tables' name)
             folders["project-real" if len(real_spaces) == 1 else f"project-real-{space}"] = out / space / "project-real"
+    timing = out / "translate-seconds.json"         # seconds per space of --stage translate calls, merged
+    if args.stage == "translate":
+        out.mkdir(parents=True, exist_ok=True)
+        earlier = json.loads(timing.read_text()) if timing.is_file() else {}
+        timing.write_text(json.dumps({"device": args.device, "steps": args.steps,
+                                      "seconds_per_space": earlier.get("seconds_per_space", {}) | seconds}, indent=2))
+        return
+    if not seconds and timing.is_file():      # translated elsewhere: its steps are the table's
+        saved = json.loads(timing.read_text())
+        seconds, args.steps = saved["seconds_per_space"], saved["steps"]
     baselines = ("input", *[f"{name}={folder}" for name, folder in folders.items()])
     run = run_bench(BenchConfig(dataset=args.dataset, real=args.real, out=str(out / "bench"), baselines=baselines,
                                 identity="dlib", limit=args.limit, device=args.device, bootstrap=1000), log=print)
@@ -142,13 +160,13 @@ def degenerate_report(rows, folders: dict[str, Path], out: Path) -> dict:
           f" {'restarted':>9} {'flagged':>7}")
     report, faintest = {}, []
     for name, folder in folders.items():
-        faces = {i: inner(folder / f"{i}.png") for i in renders}
+        faces = {i: inner(folder / f"{i}.png") for i in renders if (folder / f"{i}.png").is_file()}    # a cut-short run: fewer
         means = {i: float(f.mean()) for i, f in faces.items()}
         ratios = {i: contrast(f) / max(render_contrast[i], 1e-3) for i, f in faces.items()}
         table = pd.read_parquet(folder.parent / "translate.parquet")
         table = table[table["generator"] == ("g_real" if name.startswith("project-real") else "g_render")]
         entry = {
-            "n": len(faces), "min_mean": min(means.values()), "mean": float(np.mean(list(means.values()))),
+            "n": len(faces), "missing": len(renders) - len(faces), "min_mean": min(means.values()), "mean": float(np.mean(list(means.values()))),
             "min_contrast_ratio": min(ratios.values()),
             "dark": sorted(i for i, m in means.items() if m < DARK_GREY and m < 0.5 * float(renders[i].mean())),
             "under_dark_grey": sorted(i for i, m in means.items() if m < DARK_GREY),

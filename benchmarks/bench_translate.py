@@ -158,7 +158,8 @@ def main() -> None:
         inv = ours.project(targets)
         ours_s = (time.perf_counter() - start) / args.faces
         with torch.no_grad():
-            ours_lpips = measure(g.synthesize(inv.ws, noise=inv.noise or None) if inv.noise else g.synthesize(inv.ws))
+            ours_images = g.synthesize(inv.ws, noise=inv.noise or None) if inv.noise else g.synthesize(inv.ws)
+            ours_lpips = measure(ours_images)
     print(f"generator {path.name} ({g.img_resolution} px), {source}, device {args.device}")
     print(f"{'method':24} {'LPIPS vgg':>10} {'steps':>7} {'s/face':>8}")
     print(f"{'NVIDIA projector':24} {float(nv_lpips.mean()):10.4f} {args.steps:7d} {nv_s:8.2f}")
@@ -178,6 +179,18 @@ def main() -> None:
                      "settings": {k: getattr(cfg, k) for k in ("start", "space", "w_noise", "w_pixel", "loss_resolution", "lpips_target")}
                      | {"lr": cfg.learning_rate}},
             "steps_ratio": float(inv.steps.float().mean()) / args.steps}, indent=2))
+        picture = Path(args.json).with_suffix(".jpg")       # a low LPIPS can be a dark image on a dark render: look
+        save_sheet([targets, torch.cat(nv_images), ours_images], picture)
+        print(f"targets | NVIDIA | ours: {picture}")
+
+
+def save_sheet(columns: list[torch.Tensor], path: Path, tile: int = 192) -> None:
+    """One row per image, one column per batch of N x 3 x R x R images in [-1, 1]."""
+    from PIL import Image
+
+    tiles = [torch.nn.functional.interpolate(c.float().cpu(), size=tile, mode="area").clamp(-1, 1) for c in columns]
+    grid = torch.cat([torch.cat(list(t), dim=2) for t in zip(*tiles)], dim=1)        # 3 x rows*tile x cols*tile
+    Image.fromarray(((grid + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()).save(path, quality=90)
 
 
 if __name__ == "__main__":

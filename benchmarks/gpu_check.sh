@@ -24,11 +24,18 @@
 # run.tar.gz) and translated.tar.00, .01, ... (the outputs, cut into 15 MiB pieces).
 #   GPU_CHECK_TINY=1 ... the same four steps here at CPU sizes  (the rehearsal; `run --tiny` does all four)
 #
+# Issue #13's run (the space table on the fixture renders, at more steps, with a G_render trained there):
+#   GPU_CHECK_HELD=all GPU_CHECK_JPEG=0 GPU_CHECK_BUNDLES="bench-train transfer spaces" \
+#     GPU_CHECK_STAGES="train spaces bench_translate export" GPU_CHECK_TRAIN_RES=256 ... pack DATASET
+#   (the same start, receive, wait calls), then here: bash benchmarks/gpu_check.sh bench-spaces-here FILES DATASET
+#   HELD=all: G_render trains on every usable render and the same renders are translated (as the CPU table did).
+#
 # Bundles, in the order the driver needs them (each a tar.xz cut into parts):
 #   bench-train  the peer, dlib's face descriptor, the training renders     -> bench_train.py
 #   transfer     MobileStyleGAN, LPIPS AlexNet, the held-back renders, the real photos, lpips -> train, translate
 #   features     Inception                                                    -> bench_features.py (images/s on CUDA)
 #   bench        Inception, dlib and its detectors and landmarks, duckdb      -> bench (train and translate need no dlib)
+#   spaces       LPIPS VGG (translate's default loss)                         -> spaces, bench_translate
 # Renders travel as JPEG q95 4:4:4 (a seventh of their PNG size) and are written back as PNG on arrival;
 # gpu_check.json says so.
 set -euo pipefail
@@ -47,6 +54,10 @@ BUNDLES=${GPU_CHECK_BUNDLES:-bench-train transfer features}      # what pack car
 STAGES=${GPU_CHECK_STAGES:-bench_train train translate features export}   # what the driver runs (+ bench, given its bundle)
 AFTER_TRAIN_S=${GPU_CHECK_AFTER_TRAIN_S:-215}  # seconds kept for what follows training (translate 150, features 45)
 FEATURES_S=45                                  # bench_features: two networks, each alone and end to end
+HELD=${GPU_CHECK_HELD:-32}                     # renders held back for translation; all: translate the training renders
+JPEG=${GPU_CHECK_JPEG:-1}                      # renders travel as JPEG q95 (1) or as they are (0: small datasets)
+SPACE_STEPS=${GPU_CHECK_SPACE_STEPS:-50}       # spaces: inversion steps, every space alike
+FACE_STATISTICS=${GPU_CHECK_W_FACE_STATISTICS:-2}  # spaces: translate's --w-face-statistics of the second w+reg run
 TRAIN_OVERHEAD_S=${GPU_CHECK_TRAIN_OVERHEAD_S:-90}    # train's start-up and last snapshot, beside --max-minutes (its timeout: +40 s)
 
 python_here() { if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi; }
@@ -58,11 +69,11 @@ split_dataset() {   # SRC TRAIN_OUT HELD_OUT HELD
 import shutil, sys
 from pathlib import Path
 import pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
-src, train, held, n = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+src, train, held = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 table = pq.read_table(src / "manifest.parquet")
 ok = sorted(r["id"] for r in table.filter(pc.equal(table["status"], "ok")).select(["id"]).to_pylist())
-held_ids = set(ok[-n:])
-for folder, keep in ((train, lambda i: i not in held_ids), (held, lambda i: i in held_ids)):
+held_ids = set(ok) if sys.argv[4] == "all" else set(ok[-int(sys.argv[4]):])
+for folder, keep in ((train, lambda i: sys.argv[4] == "all" or i not in held_ids), (held, lambda i: i in held_ids)):
     rows = table.filter(pc.is_in(table["id"], pa.array([i for i in ok if keep(i)])))
     folder.mkdir(parents=True, exist_ok=True)
     for r in rows.select(["image_path"]).to_pylist():
@@ -117,17 +128,20 @@ pack() {
       --platform manylinux2014_x86_64 -d "$stage/$bundle/wheels" "$@" 2>&1 | grep -v '^WARNING: Location' || true
   }
   pin() { grep -oP "^$1==\K.*" requirements.lock; }
-  mkdir -p "$stage"/{bench-train,transfer,features,bench}/data
+  mkdir -p "$stage"/{bench-train,transfer,features,bench,spaces}/data
   cp -r ../shared/peers/stylegan2-ada-pytorch "$stage/bench-train/peer"    # the peer, for the benchmark only
   weights bench-train dlib-face-descriptor
-  split_dataset "$dataset" "$stage/bench-train/data/train" "$stage/transfer/data/held" 32
-  recode_images "$stage/bench-train/data/train" png2jpg
-  recode_images "$stage/transfer/data/held" png2jpg
-  weights transfer mobilestylegan-mapping-xml mobilestylegan-mapping-bin mobilestylegan-synthesis-xml \
-    mobilestylegan-synthesis-bin lpips-alex-backbone
+  split_dataset "$dataset" "$stage/bench-train/data/train" "$stage/transfer/data/held" "$HELD"
+  if [ "$JPEG" = 1 ]; then
+    recode_images "$stage/bench-train/data/train" png2jpg
+    recode_images "$stage/transfer/data/held" png2jpg
+  fi
+  weights transfer mobilestylegan-mapping-xml mobilestylegan-mapping-bin mobilestylegan-synthesis-xml mobilestylegan-synthesis-bin
+  [[ " $STAGES " == *" translate "* ]] && weights transfer lpips-alex-backbone     # translate's --lpips-net alex (train needs no LPIPS)
   cp -r "$real" "$stage/transfer/data/real"
   wheels transfer "lpips==$(pin lpips)"
   [[ " $BUNDLES " == *" features "* ]] && weights features inception-fid
+  [[ " $BUNDLES " == *" spaces "* ]] && mkdir -p "$stage/spaces" && weights spaces lpips-vgg-backbone
   if [[ " $BUNDLES " == *" bench "* ]]; then
     weights bench inception-fid dlib-mmod-detector dlib-landmarks-68 dlib-landmarks-5
     wheels bench "duckdb==$(pin duckdb)" "dlib-bin==$(pin dlib-bin)"
@@ -209,8 +223,8 @@ wait_driver() {
   mkdir -p "$OUT"
   # what is there so far goes to $OUT every 15 s: a call cut short by the device's limit still brings it back
   copy_results() {
-    tar -C "$CARRY/results" -cf "$OUT/results.tar.part" --exclude='translated.tar*' . 2>/dev/null && mv "$OUT/results.tar.part" "$OUT/results.tar"
-    for f in "$CARRY"/results/translated.tar.[0-9][0-9]; do [ -f "$f" ] && cp "$f" "$OUT/"; done
+    tar -C "$CARRY/results" -cf "$OUT/results.tar.part" --exclude='*.tar.[0-9][0-9]' . 2>/dev/null && mv "$OUT/results.tar.part" "$OUT/results.tar"
+    for f in "$CARRY"/results/*.tar.[0-9][0-9]; do [ -f "$f" ] && cp "$f" "$OUT/"; done
     return 0
   }
   while [ ! -f "$CARRY/results/done" ] && [ $(( $(date +%s) - t0 )) -lt "$seconds" ]; do
@@ -234,8 +248,9 @@ driver() {
     device=cpu; bt_res=64; bt_batch=2; bt_steps=1; tr_res=64; tr_batch=2; minutes=0.3; steps=2; faces=2; workers=2
     translate_batch=2; snapshot=0.002; bt_cap=900; impls=ours-adversarial,ours-consistency,nvidia-ref
   else
-    device=cuda; bt_res=256,1024; bt_batch=8; bt_steps=3; tr_res=1024; tr_batch=16; minutes=4.5; steps=200; faces=32
-    workers=8; translate_batch=16; snapshot=1; bt_cap=240; impls=ours-adversarial,ours-consistency,nvidia-custom
+    device=cuda; bt_res=256,1024; bt_batch=8; bt_steps=3; tr_res=${GPU_CHECK_TRAIN_RES:-1024}; tr_batch=16
+    minutes=${GPU_CHECK_TRAIN_MINUTES:-4.5}; steps=200; faces=32; workers=8; translate_batch=16
+    snapshot=${GPU_CHECK_SNAPSHOT_KIMG:-1}; bt_cap=240; impls=ours-adversarial,ours-consistency,nvidia-custom
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 500 > "$res/gpu_mem.csv" &
     monitor=$!
@@ -301,6 +316,30 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
   }
   run_stage train && keep_train_pictures
 
+  # 3a. issue #13's space table: translate only, every held render, in the default space w+reg with and without
+  # --w-face-statistics, then (time allowing, after bench_translate) w+ and w; bench runs here: bench-spaces-here
+  local space_limit=100000 space_steps=$SPACE_STEPS bt_reserve=0 bt_faces=4 nv_steps=300
+  [ "$TINY" = 1 ] && { space_limit=2; space_steps=2; bt_faces=1; nv_steps=3; }
+  run_stage bench_translate && bt_reserve=${GPU_CHECK_BENCH_TRANSLATE_S:-100}
+  spaces() {    # NAME RESERVE ARGS...: one bench_spaces --stage translate call, within what is left less RESERVE
+    local name=$1 reserve=$2; shift 2
+    step "$name" $(( $(left) - reserve )) $py benchmarks/bench_spaces.py --stage translate --dataset "$held" --ckpt "$work/train-run" \
+      --real "$real" --steps $space_steps --limit $space_limit --batch $translate_batch --device $device --project-real-spaces w+reg "$@"
+  }
+  if run_stage spaces && bundle transfer && bundle spaces; then
+    spaces spaces_wreg $((bt_reserve + 40)) --out "$work/spaces/plain" --spaces w+reg
+    spaces spaces_face_statistics $((bt_reserve + 40)) --out "$work/spaces/face-statistics" --spaces w+reg \
+      --w-face-statistics "$FACE_STATISTICS"
+  fi
+
+  # 3b. inversion against NVIDIA's projector on G_real (MobileStyleGAN at 1024 px), renders as targets
+  if run_stage bench_translate && bundle spaces; then
+    step bench_translate $(( $(left) - 40 < bt_reserve ? $(left) - 40 : bt_reserve )) $py benchmarks/bench_translate.py \
+      --generator "$work/train-run/g_real" --targets "$held/images" --faces $bt_faces --steps $nv_steps --device $device \
+      --json "$res/bench_translate.json"
+  fi
+  run_stage spaces && spaces spaces_other 30 --out "$work/spaces/plain" --spaces w+,w
+
   # 3. translate the held-back renders with the three methods
   if run_stage translate; then
     bundle transfer
@@ -310,7 +349,7 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
       --batch $translate_batch --device $device
   fi
 
-  # 3b. images/s of bench's feature networks on this device (Inception, LPIPS), the renders as input
+  # 3c. images/s of bench's feature networks on this device (Inception, LPIPS), the renders as input
   if run_stage features && bundle features 10; then
     local f_batch=64 f_limit=256 f_repeats=5; [ "$TINY" = 1 ] && { f_batch=4; f_limit=8; f_repeats=1; }
     step features $(( $(left) - 12 < FEATURES_S ? $(left) - 12 : FEATURES_S )) $py benchmarks/bench_features.py "$train/images" \
@@ -334,12 +373,19 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
     echo "exported $(ls "$work"/export/*/*.jpg | wc -l) outputs ($(cat "$res"/translated.tar.[0-9][0-9] | wc -c) bytes in $(ls "$res"/translated.tar.[0-9][0-9] | wc -l) pieces)"
   fi
 
+  # 4c. the space table's outputs and tables (PNG, without latents), for bench-spaces-here
+  if run_stage export && [ -d "$work/spaces" ]; then
+    (cd "$work/spaces" && tar -cf - --exclude=latents --exclude='*.pt' . | split -b 15M -d -a 2 - "$res/spaces.tar.")
+    echo "exported the space table's outputs ($(cat "$res"/spaces.tar.[0-9][0-9] | wc -c) bytes in $(ls "$res"/spaces.tar.[0-9][0-9] | wc -l) pieces)"
+  fi
+
   # 5. what comes back
   set +e
   keep_train_pictures
   (cd "$work" && tar -czf "$res/run.tar.gz" --exclude='*.png' --exclude='*.jpg' bench train-run/train-config.json \
      train-run/g_render/generator.json train-run/losses.csv translated/*/provenance.json translated/translate.parquet 2>/dev/null)
-  $py "$REPO/benchmarks/gpu_check_summary.py" --carry "$CARRY" --device "$device" --faces $faces --steps $steps
+  $py "$REPO/benchmarks/gpu_check_summary.py" --carry "$CARRY" --device "$device" --faces $faces --steps $steps \
+    --renders-as "$([ "$JPEG" = 1 ] && echo jpeg || echo png)"
   set -e
   [ -n "$monitor" ] && kill "$monitor" 2>/dev/null
   touch "$res/done"
@@ -356,6 +402,21 @@ bench_here() {   # FILES DATASET [REAL]: bench the outputs a GPU run sent back, 
   cat "$files"/translated.tar.[0-9][0-9] | tar -C "$work/outputs" -xf -
   "$PY" -m drfhq_tools.cli bench --dataset "$work/held" --real "$real" --out "$work/bench" --identity dlib-torch \
     --baselines "input,color-transfer,transfer=$work/outputs/transfer,project-real=$work/outputs/project-real,layer-swap=$work/outputs/layer-swap"
+}
+
+bench_spaces_here() {   # FILES DATASET [REAL]: score the space table's outputs a GPU run sent back (spaces.tar.NN)
+  local files=${1:?bench-spaces-here: the folder the device files came back in} dataset=${2:?bench-spaces-here: the dataset that was packed}
+  local real=${3:-../shared/fixtures/real} work out spaces s
+  ls "$files"/spaces.tar.[0-9][0-9] > /dev/null 2>&1 || { echo "bench-spaces-here: no spaces.tar.00 in $files" >&2; exit 2; }
+  work=$files-spaces && rm -rf "$work" && mkdir -p "$work"
+  cat "$files"/spaces.tar.[0-9][0-9] | tar -C "$work" -xf -
+  for out in "$work"/*/; do
+    spaces=""
+    for s in w w+ w+reg; do [ -d "$out/$s/transfer" ] && spaces="$spaces${spaces:+,}$s"; done
+    [ -n "$spaces" ] || continue
+    "$PY" benchmarks/bench_spaces.py --stage bench --dataset "$dataset" --real "$real" --out "$out" --spaces "$spaces" \
+      --project-real-spaces w+reg --limit 100000 | tee "$out/bench_spaces.txt"
+  done
 }
 
 run_tiny() {   # the rehearsal: every call in turn, here, at CPU sizes
@@ -375,7 +436,8 @@ case "${1:-}" in
   wait) shift; wait_driver "$@" ;;
   deadline) echo $(( $(date +%s) + ${2:?deadline: seconds from now} )) > "$CARRY/deadline"; echo "driver deadline in $2 s" ;;
   bench-here) shift; bench_here "$@" ;;
+  bench-spaces-here) shift; bench_spaces_here "$@" ;;
   driver) driver ;;
   run) [ "${2:-}" = "--tiny" ] || { echo "run: only --tiny (the GPU run is start/receive/wait)" >&2; exit 2; }; run_tiny ;;
-  *) echo "usage: $0 pack [DATASET] [REAL] | start PART | receive PART | deadline SECONDS | wait [SECONDS] | bench-here FILES DATASET [REAL] | run --tiny" >&2; exit 2 ;;
+  *) echo "usage: $0 pack [DATASET] [REAL] | start PART | receive PART | deadline SECONDS | wait [SECONDS] | bench-here FILES DATASET [REAL] | bench-spaces-here FILES DATASET [REAL] | run --tiny" >&2; exit 2 ;;
 esac

@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--faces", type=int, required=True)
     parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--renders-as", choices=("jpeg", "png"), default="jpeg", help="how the renders travelled (GPU_CHECK_JPEG)")
     args = parser.parse_args()
     import torch
 
@@ -93,7 +94,8 @@ def main() -> None:
     report = {
         "device": torch.cuda.get_device_name(0) if cuda else "CPU (rehearsal, tiny sizes)",
         "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
-        "renders_carried_as": "JPEG q95 4:4:4, written back as PNG before use (the 64 MiB-per-call limit)",
+        "renders_carried_as": "JPEG q95 4:4:4, written back as PNG before use (the 64 MiB-per-call limit)"
+                              if args.renders_as == "jpeg" else "PNG, as built",
         "stages": stages,
         "gpu_memory_by_stage": gpu_memory_by_stage(results / "gpu_mem.csv", stages),
     }
