@@ -41,7 +41,6 @@ def main() -> None:
                         help="spaces in which project-real (the identity bar the default must meet) is also inverted")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--w-face-statistics", type=float, default=None, help="translate's pull keeping the face usable (default: translate's)")
     parser.add_argument("--stage", default="all", choices=("all", "translate", "bench"))
     args = parser.parse_args()
     if args.stage != "bench" and not args.ckpt:
@@ -56,8 +55,7 @@ def main() -> None:
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
     common = dict(dataset=args.dataset, ckpt=args.ckpt, steps=args.steps, limit=args.limit, start=args.start,
                   lpips_net=args.lpips_net, batch=args.batch, device=args.device, w_noise=args.w_noise,
-                  **({"lr": args.lr} if args.lr is not None else {}),
-                  **({"w_face_statistics": args.w_face_statistics} if args.w_face_statistics is not None else {}))
+                  **({"lr": args.lr} if args.lr is not None else {}))
     folders, seconds = {}, {}
     for space in spaces:
         real_spaces = [s.strip() for s in args.project_real_spaces.split(",")]

@@ -57,7 +57,6 @@ FEATURES_S=45                                  # bench_features: two networks, e
 HELD=${GPU_CHECK_HELD:-32}                     # renders held back for translation; all: translate the training renders
 JPEG=${GPU_CHECK_JPEG:-1}                      # renders travel as JPEG q95 (1) or as they are (0: small datasets)
 SPACE_STEPS=${GPU_CHECK_SPACE_STEPS:-50}       # spaces: inversion steps, every space alike
-FACE_STATISTICS=${GPU_CHECK_W_FACE_STATISTICS:-2}  # spaces: translate's --w-face-statistics of the second w+reg run
 TRAIN_OVERHEAD_S=${GPU_CHECK_TRAIN_OVERHEAD_S:-90}    # train's start-up and last snapshot, beside --max-minutes (its timeout: +40 s)
 
 python_here() { if [ -x .venv/bin/python ]; then echo .venv/bin/python; else echo python3; fi; }
@@ -316,8 +315,8 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
   }
   run_stage train && keep_train_pictures
 
-  # 3a. issue #13's space table: translate only, every held render, in the default space w+reg with and without
-  # --w-face-statistics, then (time allowing, after bench_translate) w+ and w; bench runs here: bench-spaces-here
+  # 3a. issue #13's space table: translate only, every held render, in the default space w+reg (transfer and
+  # project-real), then (time allowing, after bench_translate) w+ and w; bench runs here: bench-spaces-here
   local space_limit=100000 space_steps=$SPACE_STEPS bt_reserve=0 bt_faces=4 nv_steps=300
   [ "$TINY" = 1 ] && { space_limit=2; space_steps=2; bt_faces=1; nv_steps=3; }
   run_stage bench_translate && bt_reserve=${GPU_CHECK_BENCH_TRANSLATE_S:-100}
@@ -328,8 +327,6 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
   }
   if run_stage spaces && bundle transfer && bundle spaces; then
     spaces spaces_wreg $((bt_reserve + 40)) --out "$work/spaces/plain" --spaces w+reg
-    spaces spaces_face_statistics $((bt_reserve + 40)) --out "$work/spaces/face-statistics" --spaces w+reg \
-      --w-face-statistics "$FACE_STATISTICS"
   fi
 
   # 3b. inversion against NVIDIA's projector on G_real (MobileStyleGAN at 1024 px), renders as targets

@@ -274,7 +274,6 @@ INVERSION_OPTIONS = (
     ("bank_size", int, "Sampled latents in the start bank (default 4096; cached per generator)."),
     ("lpips_target", float, "Stop an image once its LPIPS reaches this (default 0: off)."),
     ("restarts", int, "Restarts of inversions that collapse (default 2)."),
-    ("w_face_statistics", float, "Weight of the pull keeping the inner face's brightness, colour and structure near the render's (default 0)."),
     ("batch", int, "Images inverted together (default 4)."),
     ("device", str, "cpu | cuda | cuda:N."),
     ("seed", int, "Seed of every random draw (default 0)."),

@@ -300,37 +300,6 @@ def test_an_lpips_target_reached_by_a_degenerate_iterate_does_not_stop_the_inver
     assert not inv.collapsed.any()
 
 
-def test_the_face_statistics_pull_keeps_the_last_iterate_usable(tiny_run):
-    """The same loss that prefers black, with --w-face-statistics: the optimiser is held among usable
-    images, so the last iterate is kept (not an earlier one, as without the pull)."""
-    g, p = _projector(tiny_run, start="bank", bank_size=24, steps=12, lr=0.003, w_face_statistics=5.0)
-    bank_w, _ = p.bank()
-    with torch.no_grad():
-        target = g.synthesize(bank_w[[5, 17]])
-    stats = T.face_statistics(target)
-    assert T.face_statistics_penalty(stats, stats).tolist() == [0.0, 0.0]           # no pull at the target
-    assert (T.face_statistics_penalty(T.face_statistics(torch.full_like(target, -0.95)), stats) > 0.5).all()
-
-    class PrefersBlack(torch.nn.Module):
-        def forward(self, image, target):
-            return (image + 1).mean(dim=[1, 2, 3]).reshape(-1, 1, 1, 1)
-    p.lpips = PrefersBlack()
-    inv = p.project(target)
-    with torch.no_grad():
-        kept = g.synthesize(inv.ws, noise=inv.noise or None)
-    assert not T.degenerate(kept, stats).any()
-    assert inv.steps.tolist() == [12, 12]        # (its "LPIPS" could not fall, so the rule calls it stuck: not tested here)
-
-
-def test_the_face_statistics_pull_is_keyed_only_when_on(fixture_dataset, tiny_run, tmp_path):
-    hashes = {"g_real": "a", "g_render": "b"}
-    keys = [T.translation_keys(_cfg(fixture_dataset, tiny_run, tmp_path, w_face_statistics=w), hashes, 64, None)["inversion"]
-            for w in (0.0, 0.0, 2.0)]
-    assert keys[0] == keys[1] != keys[2]
-    with pytest.raises(DrfhqError, match="w-face-statistics"):
-        _cfg(fixture_dataset, tiny_run, tmp_path, w_face_statistics=-1.0).validate()
-
-
 def test_a_restart_from_a_mean_start_takes_the_nearest_of_its_own_candidates(tiny_run):
     g, p = _projector(tiny_run)
     target = _targets(g)

@@ -90,9 +90,6 @@ class TranslateConfig:
     bank_size: int = 4096
     lpips_target: float = 0.0              # stop an image once its LPIPS to the target is at most this (0: run every step)
     restarts: int = 2                      # inversions that collapse (flat, dark, or LPIPS not falling) start again elsewhere
-    w_face_statistics: float = 0.0         # weight of a hinge keeping the inner face within half the collapse rule's limits
-                                           # (`face_statistics_penalty`): steers the optimiser away from a degenerate image
-                                           # instead of rejecting it after it got there
     batch: int = 4
     device: str = "cpu"
     limit: int | None = None
@@ -125,8 +122,8 @@ class TranslateConfig:
             raise DrfhqError(f"--lpips-net {self.lpips_net}: alex or vgg")
         if min(self.w_pixel, self.w_identity, self.noise_regularize, self.w_noise) < 0:
             raise DrfhqError("loss weights must be >= 0")
-        if min(self.space_regularize, self.lpips_target, self.restarts, self.w_face_statistics) < 0 or self.bank_size < 1:
-            raise DrfhqError("--space-regularize, --lpips-target, --restarts, --w-face-statistics must be >= 0 and --bank-size >= 1")
+        if self.space_regularize < 0 or self.lpips_target < 0 or self.restarts < 0 or self.bank_size < 1:
+            raise DrfhqError("--space-regularize, --lpips-target, --restarts must be >= 0 and --bank-size >= 1")
         if self.swap_resolution < 4 or self.swap_resolution & (self.swap_resolution - 1):
             raise DrfhqError(f"--swap-resolution {self.swap_resolution}: a power of two >= 4")
         check_device(self.device)
@@ -192,22 +189,6 @@ def degenerate_statistics(output_stats, target_stats) -> torch.Tensor:
     far = ((out_mean - tgt_mean).abs() > MEAN_GAP) | (ratio < BRIGHTNESS_RATIO) | (ratio > 1 / BRIGHTNESS_RATIO)
     cast = (out_channels - tgt_channels).abs().amax(1) > CHANNEL_GAP
     return far | cast | (out_structure < tgt_structure * STRUCTURE_RATIO)
-
-
-def face_statistics_penalty(output_stats, target_stats, margin: float = 0.5) -> torch.Tensor:
-    """Per image: how far its inner face is outside `margin` times the collapse rule's limits (0 inside):
-    the brightness gap beyond margin x the smaller of MEAN_GAP and the gap the brightness ratio allows
-    downwards, the largest channel gap beyond margin x CHANNEL_GAP, and the structure's shortfall below
-    (1 + STRUCTURE_RATIO) / 2 of the target's, relative to it. Linear hinges: a constant pull back once an
-    iterate drifts towards the rule's limits, none while it is a plausible face (why: on dark renders
-    LPIPS VGG can prefer a flat dark image, which the rule would then reject; traced on the fixture renders)."""
-    (out_channels, out_structure), (tgt_channels, tgt_structure) = output_stats, target_stats
-    tgt_mean = tgt_channels.mean(1)
-    allowed = margin * torch.minimum(torch.full_like(tgt_mean, MEAN_GAP), (1 - BRIGHTNESS_RATIO) * (tgt_mean + 1))
-    brightness = F.relu((out_channels.mean(1) - tgt_mean).abs() - allowed)
-    cast = F.relu((out_channels - tgt_channels).abs().amax(1) - margin * CHANNEL_GAP)
-    flat = F.relu((1 + STRUCTURE_RATIO) / 2 - out_structure / tgt_structure.clamp_min(1e-3))
-    return brightness + cast + flat
 
 
 def collapsed(output: torch.Tensor, target: torch.Tensor, lpips_first: torch.Tensor, lpips_last: torch.Tensor,
@@ -388,8 +369,6 @@ class Projector:
             image = self._image(ws, jitter, noise)
             distance = self.lpips(image, target).reshape(n)
             loss = distance + cfg.w_pixel * (image - target).square().mean(dim=[1, 2, 3])
-            if cfg.w_face_statistics > 0:
-                loss = loss + cfg.w_face_statistics * face_statistics_penalty(face_statistics(image), target_stats)
             with torch.no_grad():
                 usable = ~degenerate(image, target_stats).cpu()
                 better = active & usable & (distance.detach().cpu() < valid_lpips)
@@ -472,8 +451,6 @@ def translation_keys(cfg: TranslateConfig, hashes: dict[str, str], size: int, la
     settings = {f: getattr(cfg, f) for f in INVERSION_SETTINGS} | {"lr": cfg.learning_rate}   # --lr 0.03 == w+'s default
     if cfg.w_identity > 0:     # the identity term cuts its chips with the dataset's median landmarks
         settings["landmarks5"] = np.round(landmarks5, 3).tolist()
-    if cfg.w_face_statistics > 0:     # keyed only when on: inversions made before it existed stay valid
-        settings["w_face_statistics"] = cfg.w_face_statistics
     inversion = {g: _digest({"generator_sha256": hashes[g], "rule": INVERSION_RULE, **settings}) for g in ("g_real", "g_render")}
     outputs = {}
     for method in METHODS:
