@@ -119,13 +119,9 @@ def main() -> None:
 
 def sheet(grid: list[list[Path]], tile: int, path: Path) -> None:
     """A JPEG of square tiles, one row per list (a missing file leaves its tile white)."""
-    canvas = Image.new("RGB", (tile * max(map(len, grid), default=1), tile * max(len(grid), 1)), "white")
-    for y, paths in enumerate(grid):
-        for x, p in enumerate(paths):
-            if p.is_file():
-                with Image.open(p) as img:
-                    canvas.paste(img.convert("RGB").resize((tile, tile), Image.LANCZOS), (x * tile, y * tile))
-    canvas.save(path, quality=90)
+    from drfhq_tools.report.grid import path_grid
+
+    path_grid(grid, tile).save(path, quality=90)
 
 
 DARK_GREY, FAINT_RATIO = 25.0, 0.5    # the issue's collapses: inner-face mean 5 to 13 of 255; near-flat faces

@@ -179,18 +179,12 @@ def main() -> None:
                      "settings": {k: getattr(cfg, k) for k in ("start", "space", "w_noise", "w_pixel", "loss_resolution", "lpips_target")}
                      | {"lr": cfg.learning_rate}},
             "steps_ratio": float(inv.steps.float().mean()) / args.steps}, indent=2))
+        from drfhq_tools.gan.train import grid_image
+
         picture = Path(args.json).with_suffix(".jpg")       # a low LPIPS can be a dark image on a dark render: look
-        save_sheet([targets, torch.cat(nv_images), ours_images], picture)
+        nv = torch.cat(nv_images)
+        grid_image([torch.stack([targets[i], nv[i], ours_images[i]]).float().cpu() for i in range(args.faces)], 192).save(picture, quality=90)
         print(f"targets | NVIDIA | ours: {picture}")
-
-
-def save_sheet(columns: list[torch.Tensor], path: Path, tile: int = 192) -> None:
-    """One row per image, one column per batch of N x 3 x R x R images in [-1, 1]."""
-    from PIL import Image
-
-    tiles = [torch.nn.functional.interpolate(c.float().cpu(), size=tile, mode="area").clamp(-1, 1) for c in columns]
-    grid = torch.cat([torch.cat(list(t), dim=2) for t in zip(*tiles)], dim=1)        # 3 x rows*tile x cols*tile
-    Image.fromarray(((grid + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()).save(path, quality=90)
 
 
 if __name__ == "__main__":

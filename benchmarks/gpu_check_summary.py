@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from PIL import Image
 
 METHODS = ("transfer", "project-real", "layer-swap")
 
@@ -69,12 +68,9 @@ def translate_grid(held: Path, translated: Path, out: Path, faces: int = 6, tile
             if all((translated / m / f"{r['id']}.png").is_file() for m in METHODS)][:faces]
     if not rows:
         return False
-    canvas = Image.new("RGB", (tile * (1 + len(METHODS)), tile * len(rows)), "white")
-    for i, r in enumerate(rows):
-        pictures = [held / r["image_path"]] + [translated / m / f"{r['id']}.png" for m in METHODS]
-        for j, p in enumerate(pictures):
-            canvas.paste(Image.open(p).convert("RGB").resize((tile, tile), Image.LANCZOS), (j * tile, i * tile))
-    canvas.save(out, quality=90)
+    from drfhq_tools.report.grid import path_grid
+
+    path_grid([[held / r["image_path"]] + [translated / m / f"{r['id']}.png" for m in METHODS] for r in rows], tile).save(out, quality=90)
     return True
 
 

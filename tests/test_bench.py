@@ -336,3 +336,18 @@ def test_the_example_config_is_a_valid_bench_config(fixture_dataset, tmp_path):
         BenchConfig(dataset=str(fixture_dataset), real=str(tmp_path), out="o", identity_crop="face").validate()
     with pytest.raises(DrfhqError, match="--identity dlib,dlib-torch"):
         BenchConfig(dataset=str(fixture_dataset), real=str(tmp_path), out="o", identity="dlib,dlib-torch").validate()
+
+
+def test_contact_sheet_tiles_rows_of_files_under_their_labels(tmp_path):
+    from PIL import Image
+
+    from drfhq_tools.report.grid import LABEL_HEIGHT, path_grid
+
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    Image.new("RGB", (50, 30), (255, 0, 0)).save(red)
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(blue)
+    grid = path_grid([[red, blue], [blue, tmp_path / "missing.png"]], 20, labels=["a", "b"])
+    assert grid.size == (40, LABEL_HEIGHT + 40)
+    assert grid.getpixel((10, LABEL_HEIGHT + 10)) == (255, 0, 0) and grid.getpixel((30, LABEL_HEIGHT + 10)) == (0, 0, 255)
+    assert grid.getpixel((30, LABEL_HEIGHT + 30)) == (255, 255, 255)          # a missing file: a white tile
+    assert path_grid([[red]], 20).size == (20, 20)                               # no labels, no header

@@ -7,10 +7,10 @@ import html
 import math
 from pathlib import Path
 
-from PIL import Image, ImageDraw
 from rich.table import Table
 
 from ..io import atomic_save_image, atomic_write_text
+from .grid import path_grid
 
 METRIC_LABELS = {"fid": "FID ↓", "fid_inf": "FID∞ ↓", "kid": "KID ↓", "precision": "precision ↑", "recall": "recall ↑",
                  "density": "density ↑", "coverage": "coverage ↑", "identity_cosine": "identity cos ↑",
@@ -112,16 +112,7 @@ def sample_grid(run, rows: list[dict], path: Path, samples: int, tile: int = 160
     ids = [r["id"] for r in rows if all(r["id"] in m.paths for m in run.methods)][:samples]
     if not ids:
         return False
-    columns = [m.name for m in run.methods]
-    label_h = 18
-    grid = Image.new("RGB", (tile * len(columns), label_h + tile * len(ids)), "white")
-    draw = ImageDraw.Draw(grid)
-    for c, name in enumerate(columns):
-        draw.text((c * tile + 4, 3), name, fill="black")
-    for r, image_id in enumerate(ids):
-        for c, method in enumerate(run.methods):
-            with Image.open(method.paths[image_id]) as img:
-                grid.paste(img.convert("RGB").resize((tile, tile), Image.LANCZOS), (c * tile, label_h + r * tile))
+    grid = path_grid([[m.paths[i] for m in run.methods] for i in ids], tile, labels=[m.name for m in run.methods])
     atomic_save_image(path, grid)
     return True
 
