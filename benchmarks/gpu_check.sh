@@ -21,7 +21,8 @@
 # there every 15 s; the training pictures and curves are there as soon as training ends.
 #   bash benchmarks/gpu_check.sh bench-here FILES DATASET       here: bench the outputs it sent back (translated.tar.NN)
 # What comes back ($OUT holds at most 8 files of 16 MiB): results.tar (log, JSON, memory trace, pictures,
-# run.tar.gz) and translated.tar.00, .01, ... (the outputs, cut into 15 MiB pieces).
+# run.tar.gz) and translated.tar.00, .01, ... (the outputs, cut into 15 MiB pieces); with the spaces stage,
+# spaces.tar.NN (its outputs) and g_render.tar.NN (the trained G_render).
 #   GPU_CHECK_TINY=1 ... the same four steps here at CPU sizes  (the rehearsal; `run --tiny` does all four)
 #
 # Issue #13's run (the space table on the fixture renders, at more steps, with a G_render trained there):
@@ -374,6 +375,8 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
   if run_stage export && [ -d "$work/spaces" ]; then
     (cd "$work/spaces" && tar -cf - --exclude=latents --exclude='*.pt' . | split -b 15M -d -a 2 - "$res/spaces.tar.")
     echo "exported the space table's outputs ($(cat "$res"/spaces.tar.[0-9][0-9] | wc -c) bytes in $(ls "$res"/spaces.tar.[0-9][0-9] | wc -l) pieces)"
+    # and the G_render they came from (~39 MiB for MobileStyleGAN), so the CPU can go on with it after the lease
+    (cd "$work/train-run" && tar -cf - g_render | split -b 15M -d -a 2 - "$res/g_render.tar.")
   fi
 
   # 5. what comes back
@@ -407,6 +410,9 @@ bench_spaces_here() {   # FILES DATASET [REAL]: score the space table's outputs 
   ls "$files"/spaces.tar.[0-9][0-9] > /dev/null 2>&1 || { echo "bench-spaces-here: no spaces.tar.00 in $files" >&2; exit 2; }
   work=$files-spaces && rm -rf "$work" && mkdir -p "$work"
   cat "$files"/spaces.tar.[0-9][0-9] | tar -C "$work" -xf -
+  if ls "$files"/g_render.tar.[0-9][0-9] > /dev/null 2>&1; then     # the G_render that made them
+    cat "$files"/g_render.tar.[0-9][0-9] | tar -C "$files-spaces" -xf - && echo "G_render: $files-spaces/g_render"
+  fi
   for out in "$work"/*/; do
     spaces=""
     for s in w w+ w+reg; do [ -d "$out/$s/transfer" ] && spaces="$spaces${spaces:+,}$s"; done
