@@ -199,6 +199,17 @@ def test_latent_spaces(tiny_run):
     assert spread["w+reg"] < 0.5 * spread["w+"]                          # the layers stay together
 
 
+def test_w_first_moves_one_w_before_each_layer(tiny_run):
+    g, p = _projector(tiny_run, space="w+", w_first=0.99)          # 6 steps, all of them in one w
+    ws = p.project(_targets(g)).ws
+    assert torch.equal(ws, ws[:, :1].expand_as(ws))
+    g, p = _projector(tiny_run, space="w+", w_first=0.5)           # 3 in one w, then 3 per layer
+    ws = p.project(_targets(g)).ws
+    assert not torch.equal(ws, ws[:, :1].expand_as(ws))
+    with pytest.raises(DrfhqError, match="--w-first"):
+        T.TranslateConfig(dataset="x", ckpt="x", out="x", w_first=1.0).validate_options()
+
+
 def test_early_stop_at_the_lpips_target(tiny_run):
     g, p = _projector(tiny_run, lpips_target=10.0, start="bank", bank_size=24)    # reached at once by a usable start
     with torch.no_grad():
@@ -209,6 +220,15 @@ def test_early_stop_at_the_lpips_target(tiny_run):
     assert (p.project(_targets(g)).steps > 0).all()
     g, p = _projector(tiny_run, lpips_target=1e-6)                      # never reached
     assert p.project(_targets(g)).steps.tolist() == [6, 6]
+
+
+def test_each_image_can_have_its_own_lpips_target(tiny_run):
+    """bench_translate stops each face at the LPIPS NVIDIA's projector reached on that face."""
+    g, p = _projector(tiny_run, start="bank", bank_size=24)
+    with torch.no_grad():
+        target = torch.cat([g.synthesize(p.bank()[0][[5]]), _targets(g, n=1)])
+    inv = p.project(target, lpips_targets=torch.tensor([10.0, 1e-6]))    # the first reached at its start, the second never
+    assert inv.steps.tolist() == [0, 6] and inv.steps_run.tolist() == [0, 6]
 
 
 def test_collapse_is_detected_and_restarted(tiny_run, monkeypatch):
@@ -232,6 +252,20 @@ def test_collapse_is_detected_and_restarted(tiny_run, monkeypatch):
     monkeypatch.setattr(T, "collapsed", first_bad)
     inv = p.project(_targets(g))
     assert calls == [2, 1] and inv.restarts.tolist() == [1, 0] and not inv.collapsed.any()
+    assert inv.steps_run.tolist() == [12, 6]                             # the cost counts the collapsed start's steps too
+
+
+def test_each_restart_searches_wider(tiny_run, monkeypatch):
+    """A target that no sampled face resembles (a dark face in sunglasses, on the GPU) gets more candidates
+    each time: 16, then 64."""
+    g, p = _projector(tiny_run)
+    target = _targets(g, n=1)
+    sampled, real_map = [], g.map
+    monkeypatch.setattr(g, "map", lambda z: (sampled.append(len(z)), real_map(z))[1])
+    gens = [torch.Generator().manual_seed(0)]
+    for attempt in (1, 2):
+        p.starts(target, attempt, gens)
+    assert sampled == [T.RESTART_CANDIDATES, 4 * T.RESTART_CANDIDATES]
 
 
 def test_a_flat_colour_is_caught_even_when_its_channels_differ(fixture_dataset):

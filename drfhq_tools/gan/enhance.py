@@ -92,6 +92,7 @@ ENHANCE_SCHEMA = pa.schema([
     pa.field("steps", pa.int32()),
     pa.field("restarts", pa.int32()),
     pa.field("collapsed", pa.bool_()),
+    pa.field("steps_run", pa.int32()),            # inversion steps spent, every start counted
     pa.field("output", pa.string()),              # OUT-relative image written, null for unreadable files
     pa.field("key", pa.string()),
 ])
@@ -126,7 +127,7 @@ class GanFaceTranslator:
             if picture.size != (self.size, self.size):
                 picture = picture.resize((self.size, self.size), Image.LANCZOS, reducing_gap=3.0)
             images.append(np.asarray(picture))
-            info.append({k: saved.get(k) for k in ("lpips", "steps", "restarts", "collapsed")})
+            info.append({k: saved.get(k) for k in ("lpips", "steps", "restarts", "collapsed", "steps_run")})
         return images, info
 
     def describe(self) -> dict:

@@ -18,7 +18,7 @@ of sampled latents by their 32-px images; the bank is computed once per generato
 whose inner face is not degenerate (far darker or brighter than the target's, of another colour, flat)
 is returned when the last one is; starts are chosen usable where possible; an inversion that still ends
 degenerate, or never beat a usable start, starts again (`--restarts`); none ends worse than a usable start.
-OUT/translate.parquet records each inversion's final LPIPS, steps used,
+OUT/translate.parquet records each inversion's final LPIPS, the step kept, the steps run (every start),
 restarts and whether it stayed collapsed.
 Inversion follows the StyleGAN2 projector (Karras et al. 2020): start at the mean w, Adam with a
 ramped learning rate and decaying noise on w, LPIPS (+ pixel MSE, + optional identity) on images
@@ -53,7 +53,7 @@ METHODS = ("transfer", "project-real", "layer-swap")
 SOURCE = {"transfer": "g_render", "layer-swap": "g_render", "project-real": "g_real"}    # inverted into
 # the settings that change an inversion (batch, device and limit do not: each image has its own draws)
 INVERSION_SETTINGS = ("steps", "lr", "w_noise", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "loss_resolution", "seed",
-                      "space", "space_regularize", "start", "bank_size", "lpips_target", "restarts")
+                      "space", "space_regularize", "w_first", "start", "bank_size", "lpips_target", "restarts")
 SPACES = ("w", "w+", "w+reg")
 # Adam's rate when --lr is not given. One w: the StyleGAN2 projector's 0.1. Per-layer latents move 18-23 x 512
 # coordinates at once; at 0.1 the first steps could land on a flat image. Measured on the space table's 8 fixture
@@ -61,9 +61,10 @@ SPACES = ("w", "w+", "w+reg")
 # collapsed in either generator (1 each at 0.1), LPIPS to the render 0.304 (0.340), FID 169 (226) at equal identity.
 LR_BY_SPACE = {"w": 0.1, "w+": 0.03, "w+reg": 0.03}
 STARTS = ("mean", "bank")
-INVERSION_RULE = 4        # bumped when the collapse rule or the restarts change: older latents are not reused
-                          # (4: only a usable iterate reaches --lpips-target)
-RESTART_CANDIDATES = 16                   # latents sampled per image for a restart from a mean start; the nearest is taken
+INVERSION_RULE = 5        # bumped when the collapse rule or the restarts change: older latents are not reused
+                          # (4: only a usable iterate reaches --lpips-target; 5: restarts sample 4x more each time)
+RESTART_CANDIDATES = 16   # latents sampled per image for the first restart from a mean start (x4 per further restart:
+                          # a target no sample resembles, e.g. a dark face in sunglasses, gets a wider search); the nearest is taken
 KEY_CHUNK = "drfhq:key"
 
 
@@ -86,6 +87,7 @@ class TranslateConfig:
     space: str = "w+reg"                   # w (one w for every layer) | w+ (free per layer) | w+reg (per layer, pulled to their
                                            # mean): the default by the space table's rule (README, bench_spaces-...-defaults-...)
     space_regularize: float = 0.1          # w+reg: weight of each layer's squared deviation from the layers' mean / w_std^2
+    w_first: float = 0.0                   # w+, w+reg: the fraction of --steps spent moving one w (at w's rate) before each layer
     start: str = "mean"                    # mean w | bank (the nearest of --bank-size sampled latents, by 32-px image)
     bank_size: int = 4096
     lpips_target: float = 0.0              # stop an image once its LPIPS to the target is at most this (0: run every step)
@@ -124,6 +126,8 @@ class TranslateConfig:
             raise DrfhqError("loss weights must be >= 0")
         if self.space_regularize < 0 or self.lpips_target < 0 or self.restarts < 0 or self.bank_size < 1:
             raise DrfhqError("--space-regularize, --lpips-target, --restarts must be >= 0 and --bank-size >= 1")
+        if not 0 <= self.w_first < 1:
+            raise DrfhqError(f"--w-first {self.w_first}: a fraction of --steps in [0, 1)")
         if self.swap_resolution < 4 or self.swap_resolution & (self.swap_resolution - 1):
             raise DrfhqError(f"--swap-resolution {self.swap_resolution}: a power of two >= 4")
         check_device(self.device)
@@ -220,6 +224,7 @@ class Inversion:
                                            # target was reached, or when a later iterate was degenerate)
     restarts: torch.Tensor                 # N: starts that collapsed before this one
     collapsed: torch.Tensor                # N: still degenerate after every restart
+    steps_run: torch.Tensor                # N: optimisation steps spent on the image, every start counted (the cost)
 
 
 class Projector:
@@ -269,8 +274,8 @@ class Projector:
 
     def starts(self, target: torch.Tensor, attempt: int, gens: list[torch.Generator]) -> torch.Tensor:
         """N x w_dim starting latents. The first: the mean w, or the nearest bank latent (by 32-px image).
-        A restart: the next nearest bank latent, or, from a mean start, the nearest of RESTART_CANDIDATES
-        latents sampled for that image (from its own generator). Candidates that the collapse rule would
+        A restart: the next nearest bank latent, or, from a mean start, the nearest of RESTART_CANDIDATES x
+        4^(attempt - 1) latents sampled for that image (from its own generator). Candidates that the collapse rule would
         call degenerate next to the target (`start_distance`) come after every one it would not, so a
         start is a fallback the inversion can always return (see `_optimise`)."""
         if self.cfg.start == "bank":
@@ -282,7 +287,7 @@ class Projector:
         picked = []
         with torch.no_grad():
             for k, gen in enumerate(gens):
-                z = torch.randn(RESTART_CANDIDATES, self.g.z_dim, generator=gen).to(self.w_mean.device)
+                z = torch.randn(RESTART_CANDIDATES * 4 ** (attempt - 1), self.g.z_dim, generator=gen).to(self.w_mean.device)
                 w = self.g.map(z)
                 feats = torch.cat([self.features(self.g.synthesize(w[s:s + self.cfg.batch]))
                                    for s in range(0, len(w), self.cfg.batch)])
@@ -306,22 +311,27 @@ class Projector:
         return torch.stack(rows)
 
     # ---------------------------------------------------------------- the optimisation
-    def project(self, targets: torch.Tensor, seeds: list[int] | None = None, progress=None) -> Inversion:
+    def project(self, targets: torch.Tensor, seeds: list[int] | None = None, progress=None,
+                lpips_targets: torch.Tensor | None = None) -> Inversion:
         """targets: N x 3 x R x R in [-1, 1] -> their inversions. seeds: one per image for its noise
-        start, restarts and w jitter (default: the run seed + index). Collapsed inversions are run
-        again from other starts (up to `restarts` times); the better of the two is kept."""
+        start, restarts and w jitter (default: the run seed + index). lpips_targets: a per-image
+        `--lpips-target` (default: the config's for all). Collapsed inversions are run again from other
+        starts (up to `restarts` times); the better of the two is kept."""
         n = targets.shape[0]
         gens = [torch.Generator().manual_seed(s) for s in (seeds or [self.cfg.seed + i for i in range(n)])]
+        goal = (torch.full((n,), float(self.cfg.lpips_target)) if lpips_targets is None
+                else torch.as_tensor(lpips_targets, dtype=torch.float32).reshape(n).cpu())
         target = L.resize_area(targets, self.resolution)
-        best = self._optimise(target, self.starts(target, 0, gens), gens, progress)
+        best = self._optimise(target, self.starts(target, 0, gens), gens, progress, goal)
         for attempt in range(1, self.cfg.restarts + 1):
             redo = best.collapsed.nonzero().flatten().tolist()
             if not redo:
                 break
             again = self._optimise(target[redo], self.starts(target[redo], attempt, [gens[i] for i in redo]),
-                                   [gens[i] for i in redo], None)
+                                   [gens[i] for i in redo], None, goal[redo])
             for j, i in enumerate(redo):
                 best.restarts[i] += 1
+                best.steps_run[i] += again.steps_run[j]
                 if bool(best.collapsed[i]) and (not bool(again.collapsed[j]) or again.lpips[j] < best.lpips[i]):
                     best.ws[i], best.lpips[i], best.steps[i], best.collapsed[i] = again.ws[j], again.lpips[j], again.steps[j], again.collapsed[j]
                     for k in best.noise:
@@ -329,26 +339,30 @@ class Projector:
         return best
 
     def _image(self, ws, jitter, noise):
-        cfg, g = self.cfg, self.g
-        full = ws.expand(-1, g.num_ws, -1) if cfg.space == "w" else ws
+        g = self.g
+        full = ws.expand(-1, g.num_ws, -1) if ws.shape[1] == 1 else ws
         return L.resize_area(g.synthesize(full + jitter, noise=noise or None), self.resolution)
 
-    def _optimise(self, target: torch.Tensor, start: torch.Tensor, gens: list[torch.Generator], progress) -> Inversion:
+    def _optimise(self, target: torch.Tensor, start: torch.Tensor, gens: list[torch.Generator], progress,
+                  goal: torch.Tensor) -> Inversion:
         cfg, g = self.cfg, self.g
         n = target.shape[0]
         target_id = self.identity.embed(target).detach() if self.identity else None
         layers = 1 if cfg.space == "w" else g.num_ws
-        ws = start.detach().reshape(n, 1, -1).repeat(1, layers, 1).clone().requires_grad_(True)
+        # --w-first: the first steps move one w for every layer (coarse, and inside W), then each layer its own
+        w_phase = 0 if cfg.space == "w" else round(cfg.w_first * cfg.steps)
+        ws = start.detach().reshape(n, 1, -1).repeat(1, 1 if w_phase else layers, 1).clone().requires_grad_(True)
         noise = {k: torch.stack([torch.randn(1, *v.shape[-2:], generator=gen) for gen in gens]).to(ws.device).requires_grad_(True)
                  for k, v in g.noise_maps().items()}
-        opt = torch.optim.Adam([ws, *noise.values()], lr=cfg.learning_rate, betas=(0.9, 0.999))
-        kept_ws, kept_noise = ws.detach().clone(), {k: v.detach().clone() for k, v in noise.items()}
+        rate = cfg.lr if cfg.lr is not None else LR_BY_SPACE["w"] if w_phase else cfg.learning_rate
+        opt = torch.optim.Adam([ws, *noise.values()], lr=rate, betas=(0.9, 0.999))
+        kept_ws, kept_noise = ws.detach().repeat(1, layers // ws.shape[1], 1), {k: v.detach().clone() for k, v in noise.items()}
         first_noise = {k: v.detach().clone() for k, v in noise.items()}
         steps = torch.full((n,), cfg.steps, dtype=torch.long)
         active = torch.ones(n, dtype=torch.bool)
         # the best iterate that is not degenerate: returned if the last one is (an image can pass through
         # a good fit on its way to a dark or flat one)
-        valid_ws, valid_noise = ws.detach().clone(), {k: v.detach().clone() for k, v in noise.items()}
+        valid_ws, valid_noise = kept_ws.clone(), {k: v.detach().clone() for k, v in noise.items()}
         valid_lpips, valid_step = torch.full((n,), float("inf")), torch.full((n,), -1, dtype=torch.long)
         target_stats = tuple(v.detach() for v in face_statistics(target))
         with torch.no_grad():           # the start's own LPIPS, without jitter: what the optimisation must beat
@@ -360,11 +374,18 @@ class Projector:
         noise_scale = cfg.w_noise if cfg.start == "mean" else 0.0
         for step in range(cfg.steps):
             t = step / cfg.steps
+            if w_phase and step == w_phase:     # each layer from here on, from the w reached; Adam starts afresh
+                ws = ws.detach().repeat(1, layers, 1).requires_grad_(True)
+                rate = cfg.learning_rate
+                opt = torch.optim.Adam([ws, *noise.values()], lr=rate, betas=(0.9, 0.999))
             w_noise = self.w_std * noise_scale * max(0.0, 1 - t / 0.75) ** 2
             ramp = min(1.0, (1 - t) / 0.25)
-            ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, t / 0.05)
+            warm = min(1.0, t / 0.05)
+            if w_phase and step >= w_phase:       # Adam's fresh moments after the switch: warm up again
+                warm = min(warm, (step - w_phase + 1) / max(1.0, 0.05 * cfg.steps))
+            ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * warm
             for group in opt.param_groups:
-                group["lr"] = cfg.learning_rate * ramp
+                group["lr"] = rate * ramp
             jitter = torch.stack([torch.randn(ws.shape[1:], generator=gen) for gen in gens]).to(ws.device) * w_noise
             image = self._image(ws, jitter, noise)
             distance = self.lpips(image, target).reshape(n)
@@ -376,9 +397,9 @@ class Projector:
                     valid_ws[i], valid_lpips[i], valid_step[i] = ws.detach()[i], distance.detach()[i].cpu(), step
                     for k in noise:
                         valid_noise[k][i] = noise[k].detach()[i]
-            if cfg.lpips_target > 0:     # an image that reached the target with a usable iterate keeps that latent (a
+            if (goal > 0).any():     # an image that reached the target with a usable iterate keeps that latent (a
                 # degenerate one can score under the target: a dark image on a dark render; seen on the GPU)
-                reached = active & usable & (distance.detach().cpu() <= cfg.lpips_target)
+                reached = active & usable & (goal > 0) & (distance.detach().cpu() <= goal)
                 for i in reached.nonzero().flatten().tolist():
                     kept_ws[i] = ws.detach()[i]
                     for k in noise:
@@ -413,6 +434,7 @@ class Projector:
             # and the start: one that is not degenerate before one that is, then the lower LPIPS (so never
             # worse than a usable start)
             at_once = ~active & (steps == 0)        # reached the LPIPS target at the start: good enough
+            steps_run = steps.clone()               # the cost, whichever iterate is returned
             changed = False
             for i in range(n):
                 options = [(bool(final_bad[i]), float(last[i]), "last")]
@@ -433,11 +455,16 @@ class Projector:
             bad = collapsed(final.cpu(), target.cpu(), first, last, start_bad)
             bad &= ~at_once
             full = kept_ws.expand(-1, g.num_ws, -1).clone() if cfg.space == "w" else kept_ws
-        return Inversion(full, kept_noise, last, steps, torch.zeros(n, dtype=torch.long), bad)
+        return Inversion(full, kept_noise, last, steps, torch.zeros(n, dtype=torch.long), bad, steps_run)
 
 
 def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def bank_file(folder: Path, generator_sha256: str, cfg: TranslateConfig) -> Path:
+    """Where a generator's start bank is cached: named by the generator's hash and the bank's settings."""
+    return Path(folder) / f"bank-{_digest([generator_sha256, cfg.bank_size, cfg.seed])}.pt"
 
 
 def generator_sha256(folder: Path) -> str:
@@ -481,6 +508,7 @@ INVERSION_SCHEMA = pa.schema([
                                                   # was reached or a later iterate was degenerate)
     pa.field("restarts", pa.int64()),             # starts that collapsed before the one kept
     pa.field("collapsed", pa.bool_()),            # still degenerate after every restart
+    pa.field("steps_run", pa.int64()),            # optimisation steps spent, every start counted (the cost)
 ])
 
 
@@ -496,7 +524,7 @@ def _write_inversion_table(out: Path, rows: list[dict], latent_dirs: dict[str, P
             saved = torch.load(folder / f"{r['id']}.pt", map_location="cpu", weights_only=True)
             records.append({"id": r["id"], "generator": src, "inversion_key": saved["key"], "lpips": saved.get("lpips"),
                             "lpips_net": lpips_net, "steps": saved.get("steps"), "restarts": saved.get("restarts"),
-                            "collapsed": saved.get("collapsed")})
+                            "collapsed": saved.get("collapsed"), "steps_run": saved.get("steps_run")})
     atomic_write_parquet(out / "translate.parquet", pa.Table.from_pylist(records, schema=INVERSION_SCHEMA))
 
 
@@ -528,8 +556,8 @@ class RunModels:
     def projector(self, src: str, bank_dir: Path) -> Projector:
         if src not in self._projectors:
             cfg, g = self.cfg, self.generator(src)
-            bank = bank_dir / f"bank-{_digest([self.hashes[src], cfg.bank_size, cfg.seed])}.pt"
-            self._projectors[src] = Projector(g, cfg, self.landmarks5 * min(cfg.loss_resolution, g.img_resolution) / self.size, bank)
+            self._projectors[src] = Projector(g, cfg, self.landmarks5 * min(cfg.loss_resolution, g.img_resolution) / self.size,
+                                              bank_file(bank_dir, self.hashes[src], cfg))
         return self._projectors[src]
 
     def decoder(self, method: str):
@@ -553,7 +581,7 @@ class RunModels:
                 tmp = latent_dir / f".{i}.pt.tmp"
                 torch.save({"ws": inv.ws[k].cpu(), "noise": {n: v[k].cpu() for n, v in inv.noise.items()}, "key": self.keys["inversion"][src],
                             "lpips": float(inv.lpips[k]), "steps": int(inv.steps[k]), "restarts": int(inv.restarts[k]),
-                            "collapsed": bool(inv.collapsed[k])}, tmp)
+                            "collapsed": bool(inv.collapsed[k]), "steps_run": int(inv.steps_run[k])}, tmp)
                 tmp.replace(latent_dir / f"{i}.pt")
 
     def load_latent(self, latent_file: Path) -> dict:
