@@ -270,7 +270,7 @@ INVERSION_OPTIONS = (
     ("loss_resolution", int, "Images are compared at this size (default 256)."),
     ("space", str, "w | w+ | w+reg (per-layer w pulled to their mean; the default)."),
     ("space_regularize", float, "w+reg: weight of the layers' spread (default 0.1)."),
-    ("w_first", float, "w+, w+reg: fraction of the steps spent on one w first (default 0)."),
+    ("w_first", float, "w+, w+reg: fraction of the steps spent on one w first (default 0.3)."),
     ("start", str, "mean (default) | bank: the nearest of --bank-size sampled latents."),
     ("bank_size", int, "Sampled latents in the start bank (default 4096; cached per generator)."),
     ("lpips_target", float, "Stop an image once its LPIPS reaches this (default 0: off)."),

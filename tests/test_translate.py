@@ -228,7 +228,7 @@ def test_each_image_can_have_its_own_lpips_target(tiny_run):
     with torch.no_grad():
         target = torch.cat([g.synthesize(p.bank()[0][[5]]), _targets(g, n=1)])
     inv = p.project(target, lpips_targets=torch.tensor([10.0, 1e-6]))    # the first reached at its start, the second never
-    assert inv.steps.tolist() == [0, 6] and inv.steps_run.tolist() == [0, 6]
+    assert inv.steps[0] == 0 and inv.steps_run.tolist() == [0, 6]       # (the second may keep an earlier usable iterate)
 
 
 def test_collapse_is_detected_and_restarted(tiny_run, monkeypatch):
