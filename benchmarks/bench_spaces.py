@@ -85,8 +85,15 @@ def main() -> None:
         if r["slice"] == "all":
             table.setdefault(r["method"], {})[r["metric"]] = r
     metrics = ("fid", "kid", "identity_cosine", "lpips")
-    header = "| method | steps | FID ↓ | KID ↓ | identity cosine ↑ [95% CI] | LPIPS to the render [95% CI] |"
-    lines = [header, "|---|---|---|---|---|---|"]
+    # identity is averaged over the outputs a face is found in: say how many, or a method whose failures show
+    # no face would look better than one whose failures are faces of someone else
+    import pandas as pd
+
+    per_image = pd.DataFrame(run.per_image)
+    ids = per_image[per_image["metric"] == "identity_cosine"].groupby("method")["value"]
+    found = {m: f"{int(v.notna().sum())}/{len(v)}" for m, v in ids}
+    header = "| method | steps | FID ↓ | KID ↓ | identity cosine ↑ [95% CI] | faces found | LPIPS to the render [95% CI] |"
+    lines = [header, "|---|---|---|---|---|---|---|"]
     for method in ("input", *folders):
         cells = []
         for m in metrics:
@@ -97,6 +104,8 @@ def main() -> None:
                 cells.append(f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
             else:
                 cells.append(f"{row['value']:.3f}" if m != "kid" else f"{row['value']:.4f} ± {row['std']:.4f}")
+            if m == "identity_cosine":
+                cells.append(found.get(method, "–"))
         steps = "–" if method == "input" else str(args.steps)
         lines.append(f"| {method} | {steps} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)

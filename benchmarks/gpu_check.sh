@@ -30,10 +30,14 @@
 #     GPU_CHECK_STAGES="train spaces bench_translate export" GPU_CHECK_TRAIN_RES=256 ... pack DATASET
 #   (the same start, receive, wait calls), then here: bash benchmarks/gpu_check.sh bench-spaces-here FILES DATASET
 #   HELD=all: G_render trains on every usable render and the same renders are translated (as the CPU table did).
+#   With a G_render from an earlier run instead of training (bundle g-render; no train stage), e.g. the
+#   default space's transfer column again after a change to the inversion:
+#   GPU_CHECK_G_RENDER=FILES-spaces/g_render GPU_CHECK_BUNDLES="transfer spaces g-render" GPU_CHECK_STAGES="spaces export" \
+#     GPU_CHECK_SPACES_OTHER= GPU_CHECK_PROJECT_REAL_SPACES= GPU_CHECK_HELD=all GPU_CHECK_JPEG=0 ... pack DATASET
 #
 # Bundles, in the order the driver needs them (each a tar.xz cut into parts):
 #   bench-train  the peer, dlib's face descriptor, the training renders     -> bench_train.py
-#   transfer     MobileStyleGAN, LPIPS AlexNet, the held-back renders, the real photos, lpips -> train, translate
+#   transfer     MobileStyleGAN, LPIPS AlexNet, the held-back renders, the real photos, lpips, dlib -> train, translate
 #   features     Inception                                                    -> bench_features.py (images/s on CUDA)
 #   bench        Inception, dlib and its detectors and landmarks, duckdb      -> bench (train and translate need no dlib)
 #   spaces       LPIPS VGG (translate's default loss)                         -> spaces, bench_translate
@@ -128,7 +132,7 @@ pack() {
       --platform manylinux2014_x86_64 -d "$stage/$bundle/wheels" "$@" 2>&1 | grep -v '^WARNING: Location' || true
   }
   pin() { grep -oP "^$1==\K.*" requirements.lock; }
-  mkdir -p "$stage"/{bench-train,transfer,features,bench,spaces}/data
+  mkdir -p "$stage"/{bench-train,transfer,features,bench,spaces,g-render}/data
   cp -r ../shared/peers/stylegan2-ada-pytorch "$stage/bench-train/peer"    # the peer, for the benchmark only
   weights bench-train dlib-face-descriptor
   split_dataset "$dataset" "$stage/bench-train/data/train" "$stage/transfer/data/held" "$HELD"
@@ -139,9 +143,15 @@ pack() {
   weights transfer mobilestylegan-mapping-xml mobilestylegan-mapping-bin mobilestylegan-synthesis-xml mobilestylegan-synthesis-bin
   [[ " $STAGES " == *" translate "* ]] && weights transfer lpips-alex-backbone     # translate's --lpips-net alex (train needs no LPIPS)
   cp -r "$real" "$stage/transfer/data/real"
-  wheels transfer "lpips==$(pin lpips)"
+  # dlib and its CNN detector: translate's --face-check (on by default) looks for a face in each output
+  wheels transfer "lpips==$(pin lpips)" "dlib-bin==$(pin dlib-bin)"
+  weights transfer dlib-mmod-detector
   [[ " $BUNDLES " == *" features "* ]] && weights features inception-fid
   [[ " $BUNDLES " == *" spaces "* ]] && mkdir -p "$stage/spaces" && weights spaces lpips-vgg-backbone
+  if [[ " $BUNDLES " == *" g-render "* ]]; then      # a G_render trained earlier (bench-spaces-here unpacks one): no train stage
+    [ -f "${GPU_CHECK_G_RENDER:-}/generator.json" ] || { echo "pack: GPU_CHECK_G_RENDER must name a g_render folder" >&2; exit 2; }
+    cp -r "$GPU_CHECK_G_RENDER" "$stage/g-render/g_render"
+  fi
   if [[ " $BUNDLES " == *" bench "* ]]; then
     weights bench inception-fid dlib-mmod-detector dlib-landmarks-68 dlib-landmarks-5
     wheels bench "duckdb==$(pin duckdb)" "dlib-bin==$(pin dlib-bin)"
@@ -316,6 +326,13 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
   }
   run_stage train && keep_train_pictures
 
+  # 2b. or a G_render sent along (bundle g-render) beside G_real as train would write it
+  if ! run_stage train && [[ " $BUNDLES " == *" g-render "* ]] && bundle g-render && bundle transfer; then
+    mkdir -p "$work/train-run" && cp -r "$stage/g-render/g_render" "$work/train-run/"
+    $py -c "from drfhq_tools.gan.mobilestylegan import MobileStyleGAN; from drfhq_tools.gan.networks import save_generator
+save_generator(MobileStyleGAN().eval(), '$work/train-run/g_real')" && echo "G_render from the g-render bundle; G_real saved"
+  fi
+
   # 3a. issue #13's space table: translate only, every held render, in the default space w+reg (transfer and
   # project-real), then (time allowing, after bench_translate) w+ and w; bench runs here: bench-spaces-here
   local space_limit=100000 space_steps=$SPACE_STEPS bt_reserve=0 bt_faces=4 nv_steps=300
@@ -324,7 +341,8 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
   spaces() {    # NAME RESERVE ARGS...: one bench_spaces --stage translate call, within what is left less RESERVE
     local name=$1 reserve=$2; shift 2
     step "$name" $(( $(left) - reserve )) $py benchmarks/bench_spaces.py --stage translate --dataset "$held" --ckpt "$work/train-run" \
-      --real "$real" --steps $space_steps --limit $space_limit --batch $translate_batch --device $device --project-real-spaces w+reg "$@"
+      --real "$real" --steps $space_steps --limit $space_limit --batch $translate_batch --device $device \
+      --project-real-spaces "${GPU_CHECK_PROJECT_REAL_SPACES-w+reg}" "$@"
   }
   if run_stage spaces && bundle transfer && bundle spaces; then
     spaces spaces_wreg $((bt_reserve + 40)) --out "$work/spaces/plain" --spaces w+reg
@@ -336,7 +354,8 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
       --generator "$work/train-run/g_real" --targets "$held/images" --faces $bt_faces --steps $nv_steps --device $device \
       --json "$res/bench_translate.json"
   fi
-  run_stage spaces && spaces spaces_other 30 --out "$work/spaces/plain" --spaces w+,w
+  local other=${GPU_CHECK_SPACES_OTHER-w+,w}
+  [ -n "$other" ] && run_stage spaces && spaces spaces_other 30 --out "$work/spaces/plain" --spaces "$other"
 
   # 3. translate the held-back renders with the three methods
   if run_stage translate; then
@@ -376,7 +395,7 @@ from torch_utils.ops import bias_act, upfirdn2d; print('NVIDIA custom ops built:
     (cd "$work/spaces" && tar -cf - --exclude=latents --exclude='*.pt' . | split -b 15M -d -a 2 - "$res/spaces.tar.")
     echo "exported the space table's outputs ($(cat "$res"/spaces.tar.[0-9][0-9] | wc -c) bytes in $(ls "$res"/spaces.tar.[0-9][0-9] | wc -l) pieces)"
     # and the G_render they came from (~39 MiB for MobileStyleGAN), so the CPU can go on with it after the lease
-    (cd "$work/train-run" && tar -cf - g_render | split -b 15M -d -a 2 - "$res/g_render.tar.")
+    [[ " $BUNDLES " == *" g-render "* ]] || (cd "$work/train-run" && tar -cf - g_render | split -b 15M -d -a 2 - "$res/g_render.tar.")
   fi
 
   # 5. what comes back

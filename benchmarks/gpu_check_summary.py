@@ -99,7 +99,7 @@ def main() -> None:
         if (results / f"{name}.json").is_file():
             report[name] = json.loads((results / f"{name}.json").read_text())
     run = work / "train-run"
-    if (run / "g_render" / "generator.json").is_file():
+    if (run / "train-config.json").is_file():        # trained there (not a G_render sent along)
         info = json.loads((run / "g_render" / "generator.json").read_text())
         extra = info.get("extra", info)
         config = json.loads((run / "train-config.json").read_text())

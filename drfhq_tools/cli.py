@@ -275,6 +275,7 @@ INVERSION_OPTIONS = (
     ("bank_size", int, "Sampled latents in the start bank (default 4096; cached per generator)."),
     ("lpips_target", float, "Stop an image once its LPIPS reaches this (default 0: off)."),
     ("restarts", int, "Restarts of inversions that collapse (default 2)."),
+    ("face_check", bool, "Count an output with no face where the render has one as collapsed (default on; dlib)."),
     ("batch", int, "Images inverted together (default 4)."),
     ("device", str, "cpu | cuda | cuda:N."),
     ("seed", int, "Seed of every random draw (default 0)."),

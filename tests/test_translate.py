@@ -403,3 +403,47 @@ def test_dark_renders_never_come_back_black_or_flat(fixtures):
         assert float(T.face_structure(o[None])) > float(T.face_structure(t[None])) / 2   # not flat
         assert abs(float(o[face].mean() - t[face].mean())) < 0.15         # not black (nor washed out)
         assert 0.6 < float((o[face].mean() + 1) / (t[face].mean() + 1)) < 1 / 0.6
+
+
+def _aligned_face(fixtures, name="aligned_gan/sample_r00c00.jpg"):
+    rgb = np.asarray(Image.open(fixtures / name).convert("RGB").resize((256, 256)))
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def test_a_face_coloured_blob_passes_the_statistics_but_not_the_face_check(fixtures):
+    """The GPU run's case: G_real's image of a W+ latent was an orange blob on a blue screen, with the render's
+    inner-face colours and more than its structure, so `degenerate` let it through; no face is found in it."""
+    face = _aligned_face(fixtures)
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 256), torch.linspace(-1, 1, 256), indexing="ij")
+    inside = ((x / 0.45) ** 2 + ((y - 0.1) / 0.6) ** 2 < 1).float()        # a smooth face-sized ellipse
+    inner = T._inner_face(face).mean(dim=[2, 3]).reshape(1, 3, 1, 1)
+    blob = inside * inner + (1 - inside) * torch.tensor([-0.6, -0.5, 0.4]).reshape(1, 3, 1, 1)
+    blob = blob + 0.08 * torch.sin(6 * x + 4 * y)                          # some shading inside, like the GPU's
+    assert T.degenerate(blob, T.face_statistics(face)).tolist() == [False]
+    assert T.faces_in_frame(torch.cat([face, blob])).tolist() == [True, False]
+    small = torch.nn.functional.interpolate(face, size=96, mode="area")     # a small loss resolution still finds it
+    assert T.faces_in_frame(small).tolist() == [True]
+
+
+def test_an_unusable_output_makes_the_inversion_restart_and_is_flagged_when_it_stays(tiny_run):
+    g, p = _projector(tiny_run, restarts=2)
+    seen = []
+
+    def first_call_flags_image_0(ws, noise, targets):
+        seen.append(len(ws))
+        return torch.tensor([len(seen) == 1 and k == 0 for k in range(len(ws))])
+    p.output_check = first_call_flags_image_0
+    inv = p.project(_targets(g))
+    assert seen == [2, 1] and inv.restarts.tolist() == [1, 0] and not inv.collapsed.any()
+
+    p.output_check = lambda ws, noise, targets: torch.ones(len(ws), dtype=torch.bool)     # never usable
+    inv = p.project(_targets(g))
+    assert inv.restarts.tolist() == [2, 2] and inv.collapsed.all()
+
+
+def test_the_face_check_is_part_of_the_inversion_key(fixture_dataset, tiny_run, tmp_path):
+    on = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "a"))
+    off = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "b", face_check=False))
+    assert on.keys["inversion"]["g_render"] != off.keys["inversion"]["g_render"]
+    assert on.projector("g_render", tmp_path).output_check is not None
+    assert off.projector("g_render", tmp_path).output_check is None

@@ -19,6 +19,9 @@ of sampled latents by their 32-px images; the bank is computed once per generato
 whose inner face is not degenerate (far darker or brighter than the target's, of another colour, flat)
 is returned when the last one is; starts are chosen usable where possible; an inversion that still ends
 degenerate, or never beat a usable start, starts again (`--restarts`); none ends worse than a usable start.
+With `--face-check` (default) an inversion has also collapsed when G_real's image of its latent (the
+transfer and project-real output) is degenerate or shows no face where the render shows one (dlib's
+detectors): G_render's image of a W+ latent can be a fine face while G_real's is a blob.
 OUT/translate.parquet records each inversion's final LPIPS, the step kept, the steps run (every start),
 restarts and whether it stayed collapsed.
 Inversion follows the StyleGAN2 projector (Karras et al. 2020): start at the mean w, Adam with a
@@ -54,7 +57,8 @@ METHODS = ("transfer", "project-real", "layer-swap")
 SOURCE = {"transfer": "g_render", "layer-swap": "g_render", "project-real": "g_real"}    # inverted into
 # the settings that change an inversion (batch, device and limit do not: each image has its own draws)
 INVERSION_SETTINGS = ("steps", "lr", "w_noise", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "loss_resolution", "seed",
-                      "space", "space_regularize", "w_first", "start", "bank_size", "lpips_target", "restarts")
+                      "space", "space_regularize", "w_first", "start", "bank_size", "lpips_target", "restarts",
+                      "face_check")
 SPACES = ("w", "w+", "w+reg")
 # Adam's rate when --lr is not given. One w: the StyleGAN2 projector's 0.1. Per-layer latents move 18-23 x 512
 # coordinates at once; at 0.1 the first steps could land on a flat image. Measured on the space table's 8 fixture
@@ -62,7 +66,7 @@ SPACES = ("w", "w+", "w+reg")
 # collapsed in either generator (1 each at 0.1), LPIPS to the render 0.304 (0.340), FID 169 (226) at equal identity.
 LR_BY_SPACE = {"w": 0.1, "w+": 0.03, "w+reg": 0.03}
 STARTS = ("mean", "bank")
-INVERSION_RULE = 5        # bumped when the collapse rule or the restarts change: older latents are not reused
+INVERSION_RULE = 6        # bumped when the collapse rule or the restarts change: older latents are not reused
                           # (4: only a usable iterate reaches --lpips-target; 5: restarts sample 4x more each time)
 RESTART_CANDIDATES = 16   # latents sampled per image for the first restart from a mean start (x4 per further restart:
                           # a target no sample resembles, e.g. a dark face in sunglasses, gets a wider search); the nearest is taken
@@ -95,6 +99,9 @@ class TranslateConfig:
     bank_size: int = 4096
     lpips_target: float = 0.0              # stop an image once its LPIPS to the target is at most this (0: run every step)
     restarts: int = 2                      # inversions that collapse (flat, dark, or LPIPS not falling) start again elsewhere
+    face_check: bool = True                # an inversion whose output (for transfer: G_real's image) shows no face where the
+                                           # render has one has collapsed too (dlib's detectors; seen on the GPU: a blue screen
+                                           # with a face-coloured blob passed every statistics test)
     batch: int = 4
     device: str = "cpu"
     limit: int | None = None
@@ -114,6 +121,12 @@ class TranslateConfig:
         for part in ("g_real", "g_render"):
             if not (Path(self.ckpt) / part / "generator.json").is_file():
                 raise DrfhqError(f"--ckpt {self.ckpt}: not a `drfhq train` run (no {part}/generator.json)")
+        if self.face_check:         # dlib and its CNN detector's file, before any work (the errors say what to install or where)
+            from ..models.faces import _dlib
+            from ..models.weights import resolve
+
+            _dlib()
+            resolve("dlib-mmod-detector")
 
     def validate_options(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]
@@ -182,6 +195,27 @@ def face_statistics(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return _inner_face(images).mean(dim=[2, 3]), face_structure(images)
 
 
+FACE_CHECK_SIDE = 256      # faces are looked for on images of this width (aligned faces fill the frame)
+
+
+def faces_in_frame(images: torch.Tensor) -> torch.Tensor:
+    """Per aligned image (N x 3 x R x R on [-1, 1]): whether dlib's detectors (HOG, then the CNN; at 256 px) find a
+    face whose centre lies in the aligned frame's inner face box (FACE_BOX). What tells a face from an
+    image with a face's colours and spread but no face: a blob on a blue screen passed `degenerate`."""
+    from ..models.faces import detect_in_aligned
+
+    images = images.detach().float()
+    side = (L.resize_area(images, FACE_CHECK_SIDE) if images.shape[-1] > FACE_CHECK_SIDE        # dlib's faces are >= 80 px:
+            else F.interpolate(images, size=FACE_CHECK_SIDE, mode="bilinear", align_corners=False))  # smaller frames go up
+    rgb = ((side.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    x0, y0, x1, y1 = (f * rgb.shape[2] for f in FACE_BOX)
+    found = []
+    for image in rgb:
+        boxes = detect_in_aligned(np.ascontiguousarray(image))
+        found.append(any(x0 <= (b.box[0] + b.box[2]) / 2 <= x1 and y0 <= (b.box[1] + b.box[3]) / 2 <= y1 for b in boxes))
+    return torch.tensor(found, dtype=torch.bool)
+
+
 def degenerate(output: torch.Tensor, target_stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Per image: far darker or brighter than the target's inner face, of another colour, or flat (the
     parts of `collapsed` that look at the image alone)."""
@@ -231,7 +265,10 @@ class Inversion:
 
 
 class Projector:
-    def __init__(self, generator, cfg: TranslateConfig, landmarks5: np.ndarray | None, bank_path: Path | None = None):
+    def __init__(self, generator, cfg: TranslateConfig, landmarks5: np.ndarray | None, bank_path: Path | None = None,
+                 output_check=None):
+        """output_check: (ws N x num_ws x w_dim, noise, targets at the loss resolution) -> N bools, True where the
+        output the latent stands for is unusable (`RunModels.output_check`); such an inversion has collapsed too."""
         from ..models.lpips_net import LpipsDistance
 
         self.g, self.cfg = generator, cfg
@@ -243,6 +280,7 @@ class Projector:
         self.identity = (L.IdentityLoss(landmarks5, self.resolution, cfg.device)
                          if cfg.w_identity > 0 and landmarks5 is not None else None)
         self.bank_path, self._bank = bank_path, None
+        self.output_check = output_check
 
     # ---------------------------------------------------------------- starts
     def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -458,6 +496,8 @@ class Projector:
             bad = collapsed(final.cpu(), target.cpu(), first, last, start_bad)
             bad &= ~at_once
             full = kept_ws.expand(-1, g.num_ws, -1).clone() if cfg.space == "w" else kept_ws
+            if self.output_check is not None:       # what the method makes of the latent, not only this generator's image
+                bad |= self.output_check(full, kept_noise, target).cpu()
         return Inversion(full, kept_noise, last, steps, torch.zeros(n, dtype=torch.long), bad, steps_run)
 
 
@@ -481,7 +521,9 @@ def translation_keys(cfg: TranslateConfig, hashes: dict[str, str], size: int, la
     settings = {f: getattr(cfg, f) for f in INVERSION_SETTINGS} | {"lr": cfg.learning_rate}   # --lr 0.03 == w+'s default
     if cfg.w_identity > 0:     # the identity term cuts its chips with the dataset's median landmarks
         settings["landmarks5"] = np.round(landmarks5, 3).tolist()
-    inversion = {g: _digest({"generator_sha256": hashes[g], "rule": INVERSION_RULE, **settings}) for g in ("g_real", "g_render")}
+    # with --face-check, which inversion counts as collapsed depends on G_real's image of it
+    checked = {g: {"checked_with": hashes["g_real"]} if cfg.face_check else {} for g in ("g_real", "g_render")}
+    inversion = {g: _digest({"generator_sha256": hashes[g], "rule": INVERSION_RULE, **settings, **checked[g]}) for g in ("g_real", "g_render")}
     outputs = {}
     for method in METHODS:
         parts = {"method": method, "inversion": inversion[SOURCE[method]], "size": size, "decoder": hashes["g_real"]}
@@ -560,8 +602,18 @@ class RunModels:
         if src not in self._projectors:
             cfg, g = self.cfg, self.generator(src)
             self._projectors[src] = Projector(g, cfg, self.landmarks5 * min(cfg.loss_resolution, g.img_resolution) / self.size,
-                                              bank_file(bank_dir, self.hashes[src], cfg))
+                                              bank_file(bank_dir, self.hashes[src], cfg),
+                                              self.output_check if cfg.face_check else None)
         return self._projectors[src]
+
+    def output_check(self, ws: torch.Tensor, noise: dict, targets: torch.Tensor) -> torch.Tensor:
+        """Per latent: True where G_real's image of it (transfer's and project-real's output) is degenerate
+        next to the target, or shows no face where the target shows one (`faces_in_frame`). G_render's image
+        of a W+ latent can be a fine face while G_real's is not: the generators agree near W only."""
+        with torch.no_grad():
+            images = L.resize_area(self.generator("g_real").synthesize(ws, noise=noise or None), targets.shape[-1])
+        bad = degenerate(images.cpu(), face_statistics(targets.cpu()))
+        return bad | (faces_in_frame(targets) & ~faces_in_frame(images))
 
     def decoder(self, method: str):
         if method not in self._decoders:

@@ -36,7 +36,7 @@ class FaceBox:
 
 @functools.lru_cache(maxsize=None)
 def _dlib():
-    """dlib, imported where it runs: train and translate never call it (a GPU image may lack it)."""
+    """dlib, imported where it runs: train never calls it, translate only with --face-check (a GPU image may lack it)."""
     try:
         import dlib
     except ImportError as exc:
@@ -127,6 +127,16 @@ def detect_faces(rgb: np.ndarray, detector: str = "hog+cnn") -> list[FaceBox]:
     if not faces and detector in ("cnn", "hog+cnn"):
         faces = detect_cnn(rgb)
     return faces
+
+
+def detect_in_aligned(rgb: np.ndarray) -> list[FaceBox]:
+    """Faces in an aligned crop (the face fills the frame): HOG, then the CNN, at the image's own size. Without
+    `detect_faces`' upsampling it is 4x cheaper at 256 px and gave the same answers on the outputs of the
+    GPU space table (57 renders, four methods) but one."""
+    rects, scores, _ = _hog().run(rgb, 0, 0.0)
+    faces = [FaceBox((r.left(), r.top(), r.right(), r.bottom()), float(s), "dlib-hog") for r, s in zip(rects, scores)]
+    return faces or [FaceBox((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()), float(d.confidence), "dlib-cnn")
+                     for d in _cnn()(rgb, 0)]
 
 
 def _rect(box):                     # -> dlib.rectangle
