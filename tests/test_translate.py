@@ -447,3 +447,15 @@ def test_the_face_check_is_part_of_the_inversion_key(fixture_dataset, tiny_run, 
     assert on.keys["inversion"]["g_render"] != off.keys["inversion"]["g_render"]
     assert on.projector("g_render", tmp_path).output_check is not None
     assert off.projector("g_render", tmp_path).output_check is None
+
+
+def test_each_batch_is_drawn_as_soon_as_it_is_inverted(fixture_dataset, tiny_run, tmp_path, monkeypatch):
+    """A run cut short (a GPU lease's limit) keeps the outputs of every batch it finished, not only latents."""
+    out, real, seen = tmp_path / "tr", T.Projector.project, []
+
+    def project(self, targets, *a, **k):
+        seen.append(len(list((out / "transfer").glob("*.png"))))
+        return real(self, targets, *a, **k)
+    monkeypatch.setattr(T.Projector, "project", project)
+    T.translate(_cfg(fixture_dataset, tiny_run, out, methods=("transfer",), face_check=False), log=lambda *a: None)
+    assert seen == [0, 3] and len(list((out / "transfer").glob("*.png"))) == ROWS

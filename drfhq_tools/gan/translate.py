@@ -621,9 +621,9 @@ class RunModels:
                                       if method == "layer-swap" else self.generator("g_real"))
         return self._decoders[method]
 
-    def invert(self, src: str, latent_dir: Path, ids: list[str], load_target, tick=None) -> None:
+    def invert(self, src: str, latent_dir: Path, ids: list[str], load_target, tick=None, on_batch=None) -> None:
         """Invert every id without a latent in `latent_dir` (load_target(id, R) -> its 3 x R x R uint8
-        tensor); each latent is saved atomically as soon as its batch is done."""
+        tensor); each latent is saved atomically as soon as its batch is done, and on_batch(ids) is told."""
         missing = [i for i in ids if not (latent_dir / f"{i}.pt").is_file()]
         for start in range(0, len(missing), self.cfg.batch):
             chunk = missing[start:start + self.cfg.batch]
@@ -638,6 +638,8 @@ class RunModels:
                             "lpips": float(inv.lpips[k]), "steps": int(inv.steps[k]), "restarts": int(inv.restarts[k]),
                             "collapsed": bool(inv.collapsed[k]), "steps_run": int(inv.steps_run[k])}, tmp)
                 tmp.replace(latent_dir / f"{i}.pt")
+            if on_batch:
+                on_batch(chunk)
 
     def load_latent(self, latent_file: Path) -> dict:
         return torch.load(latent_file, map_location=self.device, weights_only=True)
@@ -672,15 +674,20 @@ def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[
         def tick(first, count, step, base=done):
             if progress:
                 progress(base + first * cfg.steps + step * count, todo_total)
-        models.invert(src, latent_dir, ids, lambda i, resolution: load_aligned(files[i], resolution), tick)
+        drawn: set[str] = set()
+
+        def draw(batch, src=src, latent_dir=latent_dir, drawn=drawn):      # each batch's outputs as soon as it is inverted
+            for i in batch:
+                saved = models.load_latent(latent_dir / f"{i}.pt")
+                for method in cfg.methods:
+                    if SOURCE[method] == src and i in todo[method]:
+                        _save(models.decode(method, saved), out / method / f"{i}.png", size, keys["outputs"][method])
+                drawn.add(i)
+        models.invert(src, latent_dir, ids, lambda i, resolution: load_aligned(files[i], resolution), tick, draw)
+        draw([i for i in ids if i not in drawn])          # those whose latents were there already
         done += len(ids) * cfg.steps
         if progress:
             progress(done, todo_total)
-        for i in ids:
-            saved = models.load_latent(latent_dir / f"{i}.pt")
-            for method in cfg.methods:
-                if SOURCE[method] == src and i in todo[method]:
-                    _save(models.decode(method, saved), out / method / f"{i}.png", size, keys["outputs"][method])
     _write_inversion_table(out, rows, {src: out / "latents" / f"{src}-{keys['inversion'][src]}"
                                        for src in {SOURCE[m] for m in cfg.methods}}, cfg.lpips_net)
     results = {m: {r["id"]: out / m / f"{r['id']}.png" for r in rows} for m in cfg.methods}
