@@ -122,11 +122,9 @@ class TranslateConfig:
             if not (Path(self.ckpt) / part / "generator.json").is_file():
                 raise DrfhqError(f"--ckpt {self.ckpt}: not a `drfhq train` run (no {part}/generator.json)")
         if self.face_check:         # dlib and its CNN detector's file, before any work (the errors say what to install or where)
-            from ..models.faces import _dlib
-            from ..models.weights import resolve
+            from ..models.faces import require_detectors
 
-            _dlib()
-            resolve("dlib-mmod-detector")
+            require_detectors()
 
     def validate_options(self) -> None:
         bad = [m for m in self.methods if m not in METHODS]

@@ -100,18 +100,21 @@ def _upsample_for(shape: tuple[int, ...], target: int) -> int:
     return up
 
 
-def detect_hog(rgb: np.ndarray) -> list[FaceBox]:
-    rects, scores, _ = _hog().run(rgb, _upsample_for(rgb.shape, _HOG_TARGET_SIDE), 0.0)
+def detect_hog(rgb: np.ndarray, upsample: int | None = None) -> list[FaceBox]:
+    """upsample: pyramid levels up (default: until the short side reaches _HOG_TARGET_SIDE)."""
+    up = _upsample_for(rgb.shape, _HOG_TARGET_SIDE) if upsample is None else upsample
+    rects, scores, _ = _hog().run(rgb, up, 0.0)
     return [FaceBox((r.left(), r.top(), r.right(), r.bottom()), float(s), "dlib-hog") for r, s in zip(rects, scores)]
 
 
-def detect_cnn(rgb: np.ndarray) -> list[FaceBox]:
+def detect_cnn(rgb: np.ndarray, upsample: int | None = None) -> list[FaceBox]:
+    """upsample: pyramid levels up (default: until the bounded copy's short side reaches 320)."""
     scale = min(1.0, _CNN_MAX_SIDE / max(rgb.shape[:2]))
     small = rgb
     if scale < 1.0:
         small = np.asarray(Image.fromarray(rgb).resize(
             (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), Image.BILINEAR, reducing_gap=2.0))
-    up = _upsample_for(small.shape, 320)
+    up = _upsample_for(small.shape, 320) if upsample is None else upsample
     found = _cnn()(small, up)
     return [FaceBox(tuple(v / scale for v in (d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom())),
                     float(d.confidence), "dlib-cnn") for d in found]
@@ -133,10 +136,13 @@ def detect_in_aligned(rgb: np.ndarray) -> list[FaceBox]:
     """Faces in an aligned crop (the face fills the frame): HOG, then the CNN, at the image's own size. Without
     `detect_faces`' upsampling it is 4x cheaper at 256 px and gave the same answers on the outputs of the
     GPU space table (57 renders, four methods) but one."""
-    rects, scores, _ = _hog().run(rgb, 0, 0.0)
-    faces = [FaceBox((r.left(), r.top(), r.right(), r.bottom()), float(s), "dlib-hog") for r, s in zip(rects, scores)]
-    return faces or [FaceBox((d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()), float(d.confidence), "dlib-cnn")
-                     for d in _cnn()(rgb, 0)]
+    return detect_hog(rgb, 0) or detect_cnn(rgb, 0)
+
+
+def require_detectors() -> None:
+    """Fail now, with what to install or where to put the file, if dlib or its CNN detector is missing."""
+    _dlib()
+    resolve("dlib-mmod-detector")
 
 
 def _rect(box):                     # -> dlib.rectangle
