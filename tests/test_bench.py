@@ -182,7 +182,7 @@ def test_query_cli_formats(fixture_dataset, fixtures, tmp_path):
     sql = "SELECT metric, n, n_failed FROM results WHERE slice = 'all' ORDER BY metric"
     as_json = json.loads(subprocess.run([*cli, sql, "--format", "json"], capture_output=True, text=True, check=True).stdout)
     assert [r["metric"] for r in as_json] == sorted(["fid", "fid_inf", "kid", "precision", "recall", "density", "coverage",
-                                                      "identity_cosine", "lpips", "landmark_nme", "skin_delta_e"])
+                                                      "identity_cosine", "lpips", "landmark_nme", "face_found", "skin_delta_e"])
     assert all(r["n"] + r.get("n_failed", 0) == 20 for r in as_json)
     as_csv = subprocess.run([*cli, sql, "--format", "csv"], capture_output=True, text=True, check=True).stdout
     assert as_csv.splitlines()[0] == "metric,n,n_failed"
@@ -249,6 +249,9 @@ def test_geometry_identity_and_outputs_of_another_size(fixture_dataset, tmp_path
     # moved: every found face's NME is the shift over its render's inter-ocular distance
     found = [r for r in rows if values[("moved", "landmark_nme")][r["id"]]["value"] is not None]
     assert len(found) >= 12 and by[("moved", "landmark_nme")]["n_failed"] == len(rows) - len(found)
+    # the share of faces found is its own metric, every output counted
+    assert by[("moved", "face_found")]["value"] == pytest.approx(len(found) / len(rows)) and by[("moved", "face_found")]["n_failed"] == 0
+    assert {values[("moved", "face_found")][r["id"]]["value"] for r in rows} <= {0.0, 1.0}
     for r in found:
         expected = dx / inter_ocular(r["aligned_lm68"])
         assert values[("moved", "landmark_nme")][r["id"]]["value"] == pytest.approx(expected, rel=0.25, abs=0.01)

@@ -291,6 +291,11 @@ def test_a_colour_cast_is_degenerate():
     stats = T.face_statistics(target)
     assert T.degenerate(blue, stats).tolist() == [True]
     assert T.degenerate(target + 0.05, stats).tolist() == [False]
+    # another generator's image of the latent may be brighter (its tone is the translation's), never far darker
+    assert T.degenerate(target + 0.3, stats).tolist() == [True]
+    assert T.degenerate(target + 0.3, stats, brighter_ok=True).tolist() == [False]
+    assert T.degenerate(target - 0.3, stats, brighter_ok=True).tolist() == [True]
+    assert T.degenerate(blue, stats, brighter_ok=True).tolist() == [True]
 
 
 def test_an_inversion_that_ends_degenerate_returns_its_best_usable_iterate(tiny_run):
@@ -310,6 +315,13 @@ def test_an_inversion_that_ends_degenerate_returns_its_best_usable_iterate(tiny_
         kept = g.synthesize(inv.ws, noise=inv.noise or None)
     assert not T.degenerate(kept, T.face_statistics(target)).any()
     assert ((inv.steps > 0) & (inv.steps < 12)).all()                     # an earlier iterate than the last, not the start
+    # kept before half the steps: it gave up, and with a restart starts again, keeping the closer usable result
+    assert inv.gave_up.tolist() == (inv.steps < 6).tolist() and inv.gave_up.any()
+    g, p = _projector(tiny_run, start="bank", bank_size=24, steps=12, lr=0.003, restarts=1)
+    p.lpips = PrefersBlack()
+    again = p.project(target)
+    assert again.restarts.tolist() == inv.gave_up.long().tolist() and not again.collapsed.any()
+    assert (again.lpips <= inv.lpips + 1e-6).all()
 
 
 def test_an_lpips_target_reached_by_a_degenerate_iterate_does_not_stop_the_inversion(tiny_run):
@@ -377,6 +389,8 @@ def test_translate_records_each_inversion(fixture_dataset, tiny_run, tmp_path):
     # the loose target stops a face at its first usable iterate (a degenerate one does not count), else after 4 steps
     assert all(0 <= r["steps"] <= 4 and r["lpips"] >= 0 and r["lpips_net"] == "alex" for r in table)
     assert all(isinstance(r["restarts"], int) and isinstance(r["collapsed"], bool) for r in table)
+    # nothing was pulled towards W: only an inversion still collapsed after its restarts is
+    assert all(r["spread_kept"] == 1.0 and r["truncation"] == 1.0 for r in table if not r["collapsed"] and r["restarts"] == 0)
 
 
 def test_dark_renders_never_come_back_black_or_flat(fixtures):
@@ -439,6 +453,34 @@ def test_an_unusable_output_makes_the_inversion_restart_and_is_flagged_when_it_s
     p.output_check = lambda ws, noise, targets: torch.ones(len(ws), dtype=torch.bool)     # never usable
     inv = p.project(_targets(g))
     assert inv.restarts.tolist() == [2, 2] and inv.collapsed.all()
+    assert inv.spread_kept.tolist() == [1.0, 1.0] and inv.truncation.tolist() == [1.0, 1.0]   # no rung passed: as fitted
+
+
+def test_an_inversion_still_collapsed_is_pulled_towards_w_until_its_output_is_usable(tiny_run):
+    g, p = _projector(tiny_run, space="w+", restarts=1)
+    targets = _targets(g)
+    fitted = p.project(targets)
+    assert not fitted.collapsed.any() and fitted.spread_kept.tolist() == [1.0, 1.0]
+    # the output check decides a rung (the untrained tiny generator's own images near its mean w would be far
+    # darker or brighter than these targets; what matters is the output the latent stands for)
+
+    def spread(ws):
+        return (ws - ws.mean(dim=1, keepdim=True)).norm(dim=-1).amax(dim=1)
+    # an output that is a blob unless its layers agree (what G_real makes of a latent far off W)
+    p.output_check = lambda ws, noise, targets: spread(ws) > 1e-4
+    inv = p.project(targets)
+    assert inv.restarts.tolist() == [1, 1] and not inv.collapsed.any()
+    assert inv.spread_kept.tolist() == [0.0, 0.0] and inv.truncation.tolist() == [1.0, 1.0]
+    assert spread(inv.ws).max() < 1e-4                     # one w for every layer: the fitted layers' mean
+    with torch.no_grad():                                  # and the recorded LPIPS is the rescued latent's
+        again = p.lpips(p._image(inv.ws, 0.0, inv.noise), T.L.resize_area(targets, p.resolution)).reshape(-1)
+    assert torch.allclose(again, inv.lpips, atol=1e-5)
+
+    # usable only at the mean w: the last rung, the mean face
+    p.output_check = lambda ws, noise, targets: (ws - p.w_mean).norm(dim=-1).amax(dim=1) > 1e-3
+    inv = p.project(targets)
+    assert not inv.collapsed.any() and inv.truncation.tolist() == [0.0, 0.0]
+    assert torch.allclose(inv.ws, p.w_mean.expand_as(inv.ws), atol=1e-5)
 
 
 def test_the_face_check_is_part_of_the_inversion_key(fixture_dataset, tiny_run, tmp_path):

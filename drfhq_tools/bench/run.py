@@ -433,6 +433,9 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
                 per_metric["precision"] = (dict(zip(ids, (held > 0).astype(np.float64))), inc, prdc_protocol)
                 per_metric["density"] = (dict(zip(ids, held / config.prdc_k)), inc, prdc_protocol)
             per_metric["landmark_nme"] = (dict(zip(ids, nme)), landmark_extractor, "nme_68pt_inter_ocular_outer_corners_redetected")
+            # the share of outputs in which a face is found again: identity, NME and colour average over those only,
+            # which would flatter a method whose failures are blobs
+            per_metric["face_found"] = (dict(zip(ids, found.astype(np.float64))), landmark_extractor, "output_face_redetected")
             per_metric["skin_delta_e"] = (dict(zip(ids, delta_e)), dict(extractor="ciede2000 on dlib-68pt skin", weights_sha256=landmark_extractor["weights_sha256"]),
                                           DELTA_E_PROTOCOL.format(side=min(size, DELTA_E_SIDE)))
             resize_note = f"; outputs resized {config.resize}" if method.resized else ""

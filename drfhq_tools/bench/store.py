@@ -22,7 +22,8 @@ RESULTS_SCHEMA = pa.schema([
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("method", pa.string(), nullable=False),
     pa.field("metric", pa.string(), nullable=False),      # see README "Metrics": fid, fid_inf, kid, precision, recall, density,
-                                                          # coverage, identity_cosine[_net], lpips, landmark_nme, skin_delta_e
+                                                          # coverage, identity_cosine[_net], lpips, landmark_nme, face_found,
+                                                          # skin_delta_e
     pa.field("slice", pa.string(), nullable=False),       # all | gender | age_group | race | crossings a*b
     pa.field("grp", pa.string(), nullable=False),         # group value; 'all' for the overall row
     pa.field("n", pa.int64(), nullable=False),            # images the value is over

@@ -93,6 +93,8 @@ ENHANCE_SCHEMA = pa.schema([
     pa.field("restarts", pa.int32()),
     pa.field("collapsed", pa.bool_()),
     pa.field("steps_run", pa.int32()),            # inversion steps spent, every start counted
+    pa.field("spread_kept", pa.float32()),        # 1 unless pulled towards W after its restarts (translate.parquet's)
+    pa.field("truncation", pa.float32()),
     pa.field("output", pa.string()),              # OUT-relative image written, null for unreadable files
     pa.field("key", pa.string()),
 ])
@@ -127,7 +129,7 @@ class GanFaceTranslator:
             if picture.size != (self.size, self.size):
                 picture = picture.resize((self.size, self.size), Image.LANCZOS, reducing_gap=3.0)
             images.append(np.asarray(picture))
-            info.append({k: saved.get(k) for k in ("lpips", "steps", "restarts", "collapsed", "steps_run")})
+            info.append({k: saved.get(k) for k in ("lpips", "steps", "restarts", "collapsed", "steps_run", "spread_kept", "truncation")})
         return images, info
 
     def describe(self) -> dict:

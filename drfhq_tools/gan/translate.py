@@ -18,10 +18,15 @@ of sampled latents by their 32-px images; the bank is computed once per generato
 `--lpips-target` (an image stops once its LPIPS reaches it), and collapse handling: the best iterate
 whose inner face is not degenerate (far darker or brighter than the target's, of another colour, flat)
 is returned when the last one is; starts are chosen usable where possible; an inversion that still ends
-degenerate, or never beat a usable start, starts again (`--restarts`); none ends worse than a usable start.
+degenerate, or never beat a usable start, starts again (`--restarts`), and so does one whose last iterate was
+degenerate and whose kept iterate came early (the closer usable result is kept); none ends worse than a usable start.
+One still collapsed after the last restart is pulled towards W one rung at a time (its layers towards their
+mean, then that w towards the mean w) and the first latent that passes is kept: a less faithful face rather
+than a blob (flagged still when no rung passes); translate.parquet says how far (`spread_kept`, `truncation`).
 With `--face-check` (default) an inversion has also collapsed when G_real's image of its latent (the
-transfer and project-real output) is degenerate or shows no face where the render shows one (dlib's
-detectors): G_render's image of a W+ latent can be a fine face while G_real's is a blob.
+transfer and project-real output) is degenerate (far darker, another colour, flat; brighter is G_real's
+tone) or shows no face where the render shows one (dlib's detectors): G_render's image of a W+ latent can
+be a fine face while G_real's is a blob.
 OUT/translate.parquet records each inversion's final LPIPS, the step kept, the steps run (every start),
 restarts and whether it stayed collapsed.
 Inversion follows the StyleGAN2 projector (Karras et al. 2020): start at the mean w, Adam with a
@@ -66,10 +71,18 @@ SPACES = ("w", "w+", "w+reg")
 # collapsed in either generator (1 each at 0.1), LPIPS to the render 0.304 (0.340), FID 169 (226) at equal identity.
 LR_BY_SPACE = {"w": 0.1, "w+": 0.03, "w+reg": 0.03}
 STARTS = ("mean", "bank")
-INVERSION_RULE = 6        # bumped when the collapse rule or the restarts change: older latents are not reused
-                          # (4: only a usable iterate reaches --lpips-target; 5: restarts sample 4x more each time)
+INVERSION_RULE = 7        # bumped when the collapse rule or the restarts change: older latents are not reused
+                          # (4: only a usable iterate reaches --lpips-target; 5: restarts sample 4x more each time;
+                          # 6: --face-check; 7: the pull towards W after the last restart; G_real's image may be brighter;
+                          # an early usable iterate kept because the last was degenerate restarts)
+GAVE_UP_BEFORE = 0.5      # an inversion whose last iterate was degenerate and whose kept one came before this fraction of
+                          # --steps starts again too (a usable early iterate is often someone else's face: seen on dark renders)
 RESTART_CANDIDATES = 16   # latents sampled per image for the first restart from a mean start (x4 per further restart:
                           # a target no sample resembles, e.g. a dark face in sunglasses, gets a wider search); the nearest is taken
+# After the last restart, an inversion that is still collapsed is pulled towards W, where the two generators agree,
+# one rung at a time, and the first latent whose output passes the collapse rule is kept (`Projector.pull_towards_w`):
+SPREAD_LADDER = (0.5, 0.25, 0.0)             # the fraction of each layer's deviation from the layers' mean kept (0: one w)
+TRUNCATION_LADDER = (0.875, 0.75, 0.625, 0.5, 0.25, 0.0)   # then that w's distance from the mean w kept (0: the mean face)
 KEY_CHUNK = "drfhq:key"
 
 
@@ -214,18 +227,20 @@ def faces_in_frame(images: torch.Tensor) -> torch.Tensor:
     return torch.tensor(found, dtype=torch.bool)
 
 
-def degenerate(output: torch.Tensor, target_stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def degenerate(output: torch.Tensor, target_stats: tuple[torch.Tensor, torch.Tensor], brighter_ok: bool = False) -> torch.Tensor:
     """Per image: far darker or brighter than the target's inner face, of another colour, or flat (the
-    parts of `collapsed` that look at the image alone)."""
-    return degenerate_statistics(face_statistics(output), target_stats)
+    parts of `collapsed` that look at the image alone). brighter_ok: only far darker counts (for another
+    generator's image of the latent, whose tone is part of the translation)."""
+    return degenerate_statistics(face_statistics(output), target_stats, brighter_ok)
 
 
-def degenerate_statistics(output_stats, target_stats) -> torch.Tensor:
+def degenerate_statistics(output_stats, target_stats, brighter_ok: bool = False) -> torch.Tensor:
     """`degenerate` on statistics already measured (`face_statistics`)."""
     (out_channels, out_structure), (tgt_channels, tgt_structure) = output_stats, target_stats
     out_mean, tgt_mean = out_channels.mean(1), tgt_channels.mean(1)
     ratio = (out_mean + 1) / (tgt_mean + 1).clamp_min(1e-3)
-    far = ((out_mean - tgt_mean).abs() > MEAN_GAP) | (ratio < BRIGHTNESS_RATIO) | (ratio > 1 / BRIGHTNESS_RATIO)
+    darker = (tgt_mean - out_mean > MEAN_GAP) | (ratio < BRIGHTNESS_RATIO)
+    far = darker if brighter_ok else darker | (out_mean - tgt_mean > MEAN_GAP) | (ratio > 1 / BRIGHTNESS_RATIO)
     cast = (out_channels - tgt_channels).abs().amax(1) > CHANNEL_GAP
     return far | cast | (out_structure < tgt_structure * STRUCTURE_RATIO)
 
@@ -257,9 +272,18 @@ class Inversion:
     lpips: torch.Tensor                    # N: LPIPS to the target at the end (no jitter)
     steps: torch.Tensor                    # N: the step whose latent was kept (fewer than --steps when the LPIPS
                                            # target was reached, or when a later iterate was degenerate)
-    restarts: torch.Tensor                 # N: starts that collapsed before this one
-    collapsed: torch.Tensor                # N: still degenerate after every restart
+    restarts: torch.Tensor                 # N: further starts run (after a collapse or `gave_up`)
+    collapsed: torch.Tensor                # N: still degenerate after every restart and the pull towards W
     steps_run: torch.Tensor                # N: optimisation steps spent on the image, every start counted (the cost)
+    gave_up: torch.Tensor | None = None       # N: the last iterate was degenerate and the one kept came early (GAVE_UP_BEFORE)
+    spread_kept: torch.Tensor | None = None   # N: the fraction of its layers' spread the latent kept (1: as optimised;
+    truncation: torch.Tensor | None = None    # N:  see SPREAD_LADDER), and of its distance from the mean w (TRUNCATION_LADDER)
+
+    def __post_init__(self):
+        n = len(self.lpips)
+        self.gave_up = torch.zeros(n, dtype=torch.bool) if self.gave_up is None else self.gave_up
+        self.spread_kept = torch.ones(n) if self.spread_kept is None else self.spread_kept
+        self.truncation = torch.ones(n) if self.truncation is None else self.truncation
 
 
 class Projector:
@@ -355,7 +379,8 @@ class Projector:
         """targets: N x 3 x R x R in [-1, 1] -> their inversions. seeds: one per image for its noise
         start, restarts and w jitter (default: the run seed + index). lpips_targets: a per-image
         `--lpips-target` (default: the config's for all). Collapsed inversions are run again from other
-        starts (up to `restarts` times); the better of the two is kept."""
+        starts (up to `restarts` times); the better of the two is kept. One still collapsed after the last
+        restart is pulled towards W (`pull_towards_w`)."""
         n = targets.shape[0]
         gens = [torch.Generator().manual_seed(s) for s in (seeds or [self.cfg.seed + i for i in range(n)])]
         goal = (torch.full((n,), float(self.cfg.lpips_target)) if lpips_targets is None
@@ -363,7 +388,7 @@ class Projector:
         target = L.resize_area(targets, self.resolution)
         best = self._optimise(target, self.starts(target, 0, gens), gens, progress, goal)
         for attempt in range(1, self.cfg.restarts + 1):
-            redo = best.collapsed.nonzero().flatten().tolist()
+            redo = (best.collapsed | best.gave_up).nonzero().flatten().tolist()
             if not redo:
                 break
             again = self._optimise(target[redo], self.starts(target[redo], attempt, [gens[i] for i in redo]),
@@ -371,11 +396,56 @@ class Projector:
             for j, i in enumerate(redo):
                 best.restarts[i] += 1
                 best.steps_run[i] += again.steps_run[j]
-                if bool(best.collapsed[i]) and (not bool(again.collapsed[j]) or again.lpips[j] < best.lpips[i]):
+                # a collapsed one takes any usable or closer result; a usable one that gave up, only a usable closer one
+                closer = bool(again.lpips[j] < best.lpips[i])
+                if (not bool(again.collapsed[j]) or closer) if bool(best.collapsed[i]) else (not bool(again.collapsed[j]) and closer):
                     best.ws[i], best.lpips[i], best.steps[i], best.collapsed[i] = again.ws[j], again.lpips[j], again.steps[j], again.collapsed[j]
+                    best.gave_up[i] = again.gave_up[j]
                     for k in best.noise:
                         best.noise[k][i] = again.noise[k][j]
+        if best.collapsed.any():
+            self.pull_towards_w(target, best)
         return best
+
+    def ladder(self) -> list[tuple[float, float]]:
+        """(spread kept, truncation) rungs, nearest the optimised latent first; a w latent has no spread to drop."""
+        spreads = [] if self.cfg.space == "w" else [(s, 1.0) for s in SPREAD_LADDER]
+        return spreads + [(0.0, t) for t in TRUNCATION_LADDER]
+
+    def pull_towards_w(self, target: torch.Tensor, inv: Inversion) -> None:
+        """For each inversion still collapsed after every restart: move its latent towards W one rung at a time
+        (`ladder`: the layers towards their mean, then that w towards the mean w) and keep the first whose
+        output is usable: `output_check`'s verdict when there is one (G_real's image, what transfer and
+        project-real return), else this generator's image not degenerate next to the target. Off W the
+        generators disagree (G_real's image of a W+ latent can be a blob while G_render's is a face); the mean
+        face is a face in both. In place; the rung's LPIPS (this generator's image) replaces the fit's. An image
+        that no rung rescues stays collapsed with its fitted latent."""
+        todo = inv.collapsed.nonzero().flatten().tolist()
+        target_stats = face_statistics(target)
+        for spread, psi in self.ladder():
+            if not todo:
+                break
+            rescued = []
+            for s in range(0, len(todo), self.cfg.batch):
+                idx = todo[s:s + self.cfg.batch]
+                ws = inv.ws[idx]
+                layer_mean = ws.mean(dim=1, keepdim=True)
+                w = self.w_mean + psi * (layer_mean - self.w_mean)
+                ws = w + spread * (ws - layer_mean)
+                noise = {k: v[idx] for k, v in inv.noise.items()}
+                with torch.no_grad():
+                    image = self._image(ws, 0.0, noise)
+                    distance = self.lpips(image, target[idx]).reshape(len(idx)).cpu()
+                    # the output decides: on a very dark render, G_render's image near W can be flat (traced: a rung
+                    # whose G_real image was a face, at half the render's structure in G_render)
+                    bad = (self.output_check(ws, noise, target[idx]).cpu() if self.output_check is not None
+                           else degenerate(image.cpu(), tuple(v[idx].cpu() for v in target_stats)))
+                for j, i in enumerate(idx):
+                    if not bad[j]:
+                        inv.ws[i], inv.lpips[i], inv.collapsed[i] = ws[j], distance[j], False
+                        inv.spread_kept[i], inv.truncation[i] = spread, psi
+                        rescued.append(i)
+            todo = [i for i in todo if i not in rescued]
 
     def _image(self, ws, jitter, noise):
         g = self.g
@@ -493,10 +563,11 @@ class Projector:
                 last = self.lpips(final, target).reshape(n).cpu()
             bad = collapsed(final.cpu(), target.cpu(), first, last, start_bad)
             bad &= ~at_once
+            gave_up = final_bad & ~at_once & (steps < GAVE_UP_BEFORE * cfg.steps)
             full = kept_ws.expand(-1, g.num_ws, -1).clone() if cfg.space == "w" else kept_ws
             if self.output_check is not None:       # what the method makes of the latent, not only this generator's image
                 bad |= self.output_check(full, kept_noise, target).cpu()
-        return Inversion(full, kept_noise, last, steps, torch.zeros(n, dtype=torch.long), bad, steps_run)
+        return Inversion(full, kept_noise, last, steps, torch.zeros(n, dtype=torch.long), bad, steps_run, gave_up)
 
 
 def _digest(value) -> str:
@@ -549,9 +620,12 @@ INVERSION_SCHEMA = pa.schema([
     pa.field("lpips_net", pa.string()),
     pa.field("steps", pa.int64()),                # the step whose latent was kept (fewer than --steps when --lpips-target
                                                   # was reached or a later iterate was degenerate)
-    pa.field("restarts", pa.int64()),             # starts that collapsed before the one kept
-    pa.field("collapsed", pa.bool_()),            # still degenerate after every restart
+    pa.field("restarts", pa.int64()),             # further starts run (the inversion collapsed, or its last iterate was
+                                                  # degenerate and the one kept came early)
+    pa.field("collapsed", pa.bool_()),            # still degenerate after every restart and the pull towards W
     pa.field("steps_run", pa.int64()),            # optimisation steps spent, every start counted (the cost)
+    pa.field("spread_kept", pa.float64()),        # 1 unless the pull towards W rescued it: the fraction of its layers'
+    pa.field("truncation", pa.float64()),         # spread kept, and of its w's distance from the mean w (0: the mean face)
 ])
 
 
@@ -567,7 +641,8 @@ def _write_inversion_table(out: Path, rows: list[dict], latent_dirs: dict[str, P
             saved = torch.load(folder / f"{r['id']}.pt", map_location="cpu", weights_only=True)
             records.append({"id": r["id"], "generator": src, "inversion_key": saved["key"], "lpips": saved.get("lpips"),
                             "lpips_net": lpips_net, "steps": saved.get("steps"), "restarts": saved.get("restarts"),
-                            "collapsed": saved.get("collapsed"), "steps_run": saved.get("steps_run")})
+                            "collapsed": saved.get("collapsed"), "steps_run": saved.get("steps_run"),
+                            "spread_kept": saved.get("spread_kept"), "truncation": saved.get("truncation")})
     atomic_write_parquet(out / "translate.parquet", pa.Table.from_pylist(records, schema=INVERSION_SCHEMA))
 
 
@@ -606,11 +681,14 @@ class RunModels:
 
     def output_check(self, ws: torch.Tensor, noise: dict, targets: torch.Tensor) -> torch.Tensor:
         """Per latent: True where G_real's image of it (transfer's and project-real's output) is degenerate
-        next to the target, or shows no face where the target shows one (`faces_in_frame`). G_render's image
+        next to the target (far darker, another colour, flat; brighter is allowed: G_real's tone is the
+        translation's), or shows no face where the target shows one (`faces_in_frame`). G_render's image
         of a W+ latent can be a fine face while G_real's is not: the generators agree near W only."""
         with torch.no_grad():
             images = L.resize_area(self.generator("g_real").synthesize(ws, noise=noise or None), targets.shape[-1])
-        bad = degenerate(images.cpu(), face_statistics(targets.cpu()))
+        # brighter allowed: measured on a dark render, G_real's face of the fitted latent and of every rung towards
+        # W was 0.13-0.2 brighter (on [-1, 1]) than G_render's, which matched the render: a face, not a collapse
+        bad = degenerate(images.cpu(), face_statistics(targets.cpu()), brighter_ok=True)
         return bad | (faces_in_frame(targets) & ~faces_in_frame(images))
 
     def decoder(self, method: str):
@@ -634,7 +712,8 @@ class RunModels:
                 tmp = latent_dir / f".{i}.pt.tmp"
                 torch.save({"ws": inv.ws[k].cpu(), "noise": {n: v[k].cpu() for n, v in inv.noise.items()}, "key": self.keys["inversion"][src],
                             "lpips": float(inv.lpips[k]), "steps": int(inv.steps[k]), "restarts": int(inv.restarts[k]),
-                            "collapsed": bool(inv.collapsed[k]), "steps_run": int(inv.steps_run[k])}, tmp)
+                            "collapsed": bool(inv.collapsed[k]), "steps_run": int(inv.steps_run[k]),
+                            "spread_kept": float(inv.spread_kept[k]), "truncation": float(inv.truncation[k])}, tmp)
                 tmp.replace(latent_dir / f"{i}.pt")
             if on_batch:
                 on_batch(chunk)

@@ -15,7 +15,7 @@ from .grid import path_grid
 METRIC_LABELS = {"fid": "FID ↓", "fid_inf": "FID∞ ↓", "kid": "KID ↓", "precision": "precision ↑", "recall": "recall ↑",
                  "density": "density ↑", "coverage": "coverage ↑", "identity_cosine": "identity cos ↑",
                  "identity_cosine_dlib": "identity cos (dlib) ↑", "identity_cosine_arcface": "identity cos (ArcFace) ↑",
-                 "landmark_nme": "landmark NME ↓", "skin_delta_e": "skin ΔE00 ↓", "lpips": "LPIPS", "lpips_random": "LPIPS (random!)"}
+                 "landmark_nme": "landmark NME ↓", "face_found": "faces found ↑", "skin_delta_e": "skin ΔE00 ↓", "lpips": "LPIPS", "lpips_random": "LPIPS (random!)"}
 
 
 METRIC_HELP = {
@@ -28,6 +28,7 @@ METRIC_HELP = {
     "coverage": "Share of real images whose neighbourhood holds an output.",
     "identity_cosine": "Cosine of face descriptors of render and output, each on its own face found again (protocol says which crop). 1 = same descriptor.",
     "landmark_nme": "68-landmark distance between render and output, each found again, over the inter-ocular distance: geometry kept (0 = unchanged).",
+    "face_found": "Share of outputs in which a face is found again (the detector that finds landmarks). Identity, landmark NME and skin colour are averaged over these faces only: read them with this.",
     "skin_delta_e": "Mean CIEDE2000 between render and output over the skin (cheeks, forehead, nose; not eyes, brows, mouth): colour kept. About 1 is a just-noticeable difference.",
     "lpips": "Perceptual distance between render and output: how much the image changed.",
 }
