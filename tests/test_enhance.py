@@ -126,6 +126,36 @@ def test_faces_fitted_worse_than_max_lpips_are_left_as_rendered(mixed, tmp_path)
     assert not (tmp_path / "bad").exists()
 
 
+class PulledTranslator(IdentityTranslator):
+    """Black crops, the first of each call pulled far towards the mean face (truncation 0.25), the others
+    only their layers' spread taken away (truncation 1)."""
+
+    def __call__(self, crops, ids):
+        self.calls += 1
+        return ([np.zeros_like(c) for c in crops],
+                [{"collapsed": False, "restarts": 2, "lpips": 0.3, "steps": 10, "spread_kept": 0.0,
+                  "truncation": 0.25 if k == 0 else 1.0} for k in range(len(crops))])
+
+
+def test_faces_pulled_past_min_truncation_are_left_as_rendered(mixed, tmp_path):
+    out = tmp_path / "out"
+    enhance(EnhanceConfig(dataset=str(mixed), ckpt="", out=str(out), min_truncation=0.5), PulledTranslator(), log=lambda *a: None)
+    two = sorted((r for r in _rows(out) if r["image"] == "two.png"), key=lambda r: r["face"])
+    assert two[0]["status"] == "skipped" and "truncation 0.250 < --min-truncation 0.5" in two[0]["reason"]
+    assert two[1]["status"] == "enhanced" and two[1]["truncation"] == 1.0 and two[1]["spread_kept"] == 0.0
+    source = decode_image(mixed / "two.png").rgb
+    written = np.asarray(Image.open(out / "images/two.png"))
+    left, right = slice(0, int(two[1]["box"][0]) - 20), slice(int(two[1]["box"][0]), None)
+    assert np.array_equal(written[:, left], source[:, left]) and not np.array_equal(written[:, right], source[:, right])
+    out = tmp_path / "off"                                                      # off by default: both pasted
+    enhance(EnhanceConfig(dataset=str(mixed), ckpt="", out=str(out)), PulledTranslator(), log=lambda *a: None)
+    assert [r["status"] for r in _rows(out) if r["image"] == "two.png"] == ["enhanced", "enhanced"]
+    with pytest.raises(DrfhqError, match="--min-truncation"):
+        enhance(EnhanceConfig(dataset=str(mixed), ckpt="", out=str(tmp_path / "bad"), min_truncation=1.5),
+                PulledTranslator(), log=lambda *a: None)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_identity_paste_without_source_detail_is_within_40_db_on_the_face(fixtures):
     """The crop itself replaces the face: what comes back is the alignment's resampling error only."""
     rgb = decode_image(fixtures / "real/frl_canada/003f.jpg").rgb

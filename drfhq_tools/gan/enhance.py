@@ -46,6 +46,8 @@ class EnhanceConfig(TranslateConfig):
     paste_collapsed: bool = False          # paste faces whose inversion stayed degenerate too (to look at them), flagged
     max_lpips: float = 0.0                 # > 0: faces fitted worse than this (LPIPS to the crop) stay as rendered: the
                                            # collapse rule can keep a usable start that is another face
+    min_truncation: float = 0.0            # > 0: faces pulled towards the mean face further than this (truncation
+                                           # below it) stay as rendered: a far-pulled face is a face, but less the render's
 
     def validate(self) -> None:
         if not Path(self.dataset).exists():
@@ -68,6 +70,8 @@ class EnhanceConfig(TranslateConfig):
             raise DrfhqError("--min-face-px must be > 0 and --feather in (0, 0.5)")
         if self.max_lpips < 0:
             raise DrfhqError(f"--max-lpips {self.max_lpips}: must be >= 0 (0: off)")
+        if not 0 <= self.min_truncation <= 1:
+            raise DrfhqError(f"--min-truncation {self.min_truncation}: must be in [0, 1] (0: off)")
 
     def left_as_rendered(self, detail: dict) -> str | None:
         """Why a translated face is not pasted (None: it is), from its inversion's record."""
@@ -75,6 +79,10 @@ class EnhanceConfig(TranslateConfig):
             return f"inversion stayed degenerate after {detail.get('restarts')} restarts; face left as rendered"
         if self.max_lpips > 0 and detail.get("lpips") is not None and detail["lpips"] > self.max_lpips:
             return f"fit too poor (LPIPS {detail['lpips']:.3f} > --max-lpips {self.max_lpips:g}); face left as rendered"
+        truncation = detail.get("truncation")
+        if self.min_truncation > 0 and truncation is not None and truncation < self.min_truncation:
+            return (f"pulled towards the mean face (truncation {truncation:.3f} < --min-truncation {self.min_truncation:g}); "
+                    "face left as rendered")
         return None
 
 
@@ -245,7 +253,8 @@ def enhance(cfg: EnhanceConfig, translator=None, progress=None, log=print) -> Pa
         translator = translator or GanFaceTranslator(cfg, out)
         settings = {"translator": translator.key, "region": cfg.region, "source_detail": cfg.source_detail,
                     "feather": cfg.feather, "min_face_px": cfg.min_face_px, "detector": cfg.detector, "background": cfg.background,
-                    "paste_collapsed": cfg.paste_collapsed, "max_lpips": cfg.max_lpips}
+                    "paste_collapsed": cfg.paste_collapsed, "max_lpips": cfg.max_lpips,
+                    "min_truncation": cfg.min_truncation}
         atomic_write_json(out / "enhance.json", {"config": asdict(cfg), "paste": settings,
                                                  "translator": getattr(translator, "describe", dict)()})
         all_rows, redone = [], 0
