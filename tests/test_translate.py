@@ -424,15 +424,41 @@ def _aligned_face(fixtures, name="aligned_gan/sample_r00c00.jpg"):
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
+def _blob(face):
+    """A smooth face-sized ellipse of the face's inner colours on a blue screen, with some shading."""
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 256), torch.linspace(-1, 1, 256), indexing="ij")
+    inside = ((x / 0.45) ** 2 + ((y - 0.1) / 0.6) ** 2 < 1).float()
+    inner = T._inner_face(face).mean(dim=[2, 3]).reshape(1, 3, 1, 1)
+    blob = inside * inner + (1 - inside) * torch.tensor([-0.6, -0.5, 0.4]).reshape(1, 3, 1, 1)
+    return blob + 0.08 * torch.sin(6 * x + 4 * y)
+
+
+def test_the_output_check_asks_for_a_face_only_where_the_render_has_one_and_looks_at_each_render_once(
+        fixtures, fixture_dataset, tiny_run, tmp_path, monkeypatch):
+    face = _aligned_face(fixtures)
+    pictures = torch.cat([face, _blob(face)])
+
+    class Shows:                  # G_real stand-in: its image of a latent is the picture its first number names
+        def synthesize(self, ws, noise=None):
+            return pictures[ws[:, 0, 0].long()]
+
+    models = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "a"))
+    models._generators["g_real"] = Shows()
+    looked_at, find = [], T.faces_in_frame
+    monkeypatch.setattr(T, "faces_in_frame", lambda images: looked_at.append(len(images)) or find(images))
+    targets = torch.cat([face, face, pictures[1:]])                         # renders: a face twice, then a blob
+    ws = torch.tensor([0.0, 1.0, 1.0]).reshape(3, 1, 1).expand(3, 4, 8)    # outputs: the face, the blob, the blob
+    assert models.output_check(ws, {}, targets).tolist() == [False, True, False]
+    assert looked_at == [2, 2]           # two distinct renders, then the outputs of the two renders with a face
+    assert models.output_check(ws, {}, targets).tolist() == [False, True, False]
+    assert looked_at == [2, 2, 2]        # the renders are not looked at again
+
+
 def test_a_face_coloured_blob_passes_the_statistics_but_not_the_face_check(fixtures):
     """The GPU run's case: G_real's image of a W+ latent was an orange blob on a blue screen, with the render's
     inner-face colours and more than its structure, so `degenerate` let it through; no face is found in it."""
     face = _aligned_face(fixtures)
-    y, x = torch.meshgrid(torch.linspace(-1, 1, 256), torch.linspace(-1, 1, 256), indexing="ij")
-    inside = ((x / 0.45) ** 2 + ((y - 0.1) / 0.6) ** 2 < 1).float()        # a smooth face-sized ellipse
-    inner = T._inner_face(face).mean(dim=[2, 3]).reshape(1, 3, 1, 1)
-    blob = inside * inner + (1 - inside) * torch.tensor([-0.6, -0.5, 0.4]).reshape(1, 3, 1, 1)
-    blob = blob + 0.08 * torch.sin(6 * x + 4 * y)                          # some shading inside, like the GPU's
+    blob = _blob(face)
     assert T.degenerate(blob, T.face_statistics(face)).tolist() == [False]
     assert T.faces_in_frame(torch.cat([face, blob])).tolist() == [True, False]
     small = torch.nn.functional.interpolate(face, size=96, mode="area")     # a small loss resolution still finds it

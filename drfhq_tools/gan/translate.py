@@ -71,10 +71,11 @@ SPACES = ("w", "w+", "w+reg")
 # collapsed in either generator (1 each at 0.1), LPIPS to the render 0.304 (0.340), FID 169 (226) at equal identity.
 LR_BY_SPACE = {"w": 0.1, "w+": 0.03, "w+reg": 0.03}
 STARTS = ("mean", "bank")
-INVERSION_RULE = 7        # bumped when the collapse rule or the restarts change: older latents are not reused
+INVERSION_RULE = 8        # bumped when the collapse rule or the restarts change: older latents are not reused
                           # (4: only a usable iterate reaches --lpips-target; 5: restarts sample 4x more each time;
                           # 6: --face-check; 7: the pull towards W after the last restart; G_real's image may be brighter;
-                          # an early usable iterate kept because the last was degenerate restarts)
+                          # an early usable iterate kept because the last was degenerate restarts; 8: the face check
+                          # finds faces as bench does)
 GAVE_UP_BEFORE = 0.5      # an inversion whose last iterate was degenerate and whose kept one came before this fraction of
                           # --steps starts again too (a usable early iterate is often someone else's face: seen on dark renders)
 RESTART_CANDIDATES = 16   # latents sampled per image for the first restart from a mean start (x4 per further restart:
@@ -210,10 +211,12 @@ FACE_CHECK_SIDE = 256      # faces are looked for on images of this width (align
 
 
 def faces_in_frame(images: torch.Tensor) -> torch.Tensor:
-    """Per aligned image (N x 3 x R x R on [-1, 1]): whether dlib's detectors (HOG, then the CNN; at 256 px) find a
-    face whose centre lies in the aligned frame's inner face box (FACE_BOX). What tells a face from an
-    image with a face's colours and spread but no face: a blob on a blue screen passed `degenerate`."""
-    from ..models.faces import detect_in_aligned
+    """Per aligned image (N x 3 x R x R on [-1, 1]): whether a face is found in it at 256 px, the way bench finds
+    an output's face again (`find_faces_again`: dlib's HOG, then its CNN), with its centre in the aligned frame's
+    inner face box (FACE_BOX). What tells a face from an image with a face's colours and spread but no face: a
+    blob on a blue screen passed `degenerate`. Bench's protocol, not a cheaper one: at dlib's own scale (no
+    upsampling) a dim, distorted output passed here that bench then found no face in (rule 8)."""
+    from ..models.faces import find_faces_again
 
     images = images.detach().float()
     side = (L.resize_area(images, FACE_CHECK_SIDE) if images.shape[-1] > FACE_CHECK_SIDE        # dlib's faces are >= 80 px:
@@ -222,7 +225,7 @@ def faces_in_frame(images: torch.Tensor) -> torch.Tensor:
     x0, y0, x1, y1 = (f * rgb.shape[2] for f in FACE_BOX)
     found = []
     for image in rgb:
-        boxes = detect_in_aligned(np.ascontiguousarray(image))
+        boxes = find_faces_again(np.ascontiguousarray(image))
         found.append(any(x0 <= (b.box[0] + b.box[2]) / 2 <= x1 and y0 <= (b.box[1] + b.box[3]) / 2 <= y1 for b in boxes))
     return torch.tensor(found, dtype=torch.bool)
 
@@ -657,6 +660,7 @@ class RunModels:
         self.cfg, self.ckpt, self.device = cfg, Path(cfg.ckpt), torch.device(cfg.device)
         self.hashes = {g: generator_sha256(self.ckpt / g) for g in ("g_real", "g_render")}
         self._generators, self._projectors, self._decoders = {}, {}, {}
+        self._render_faces: dict[str, bool] = {}      # target digest -> a face found in it (each render looked at once)
         size = size or self.generator("g_real").img_resolution
         if landmarks5 is None:
             landmarks5 = np.asarray(ALIGNED_LANDMARKS5) * size
@@ -689,7 +693,15 @@ class RunModels:
         # brighter allowed: measured on a dark render, G_real's face of the fitted latent and of every rung towards
         # W was 0.13-0.2 brighter (on [-1, 1]) than G_render's, which matched the render: a face, not a collapse
         bad = degenerate(images.cpu(), face_statistics(targets.cpu()), brighter_ok=True)
-        return bad | (faces_in_frame(targets) & ~faces_in_frame(images))
+        # dlib is the check's cost (0.35 s an image on a CPU core): each render once, outputs only where it decides
+        keys = [hashlib.sha256(t.numpy().tobytes()).hexdigest() for t in targets.detach().float().cpu()]
+        new = {k: i for i, k in enumerate(keys) if k not in self._render_faces}
+        if new:
+            self._render_faces.update(zip(new, faces_in_frame(targets[list(new.values())]).tolist()))
+        ask = [i for i, k in enumerate(keys) if self._render_faces[k] and not bad[i]]
+        if ask:
+            bad[ask] = ~faces_in_frame(images[ask])
+        return bad
 
     def decoder(self, method: str):
         if method not in self._decoders:

@@ -132,13 +132,6 @@ def detect_faces(rgb: np.ndarray, detector: str = "hog+cnn") -> list[FaceBox]:
     return faces
 
 
-def detect_in_aligned(rgb: np.ndarray) -> list[FaceBox]:
-    """Faces in an aligned crop (the face fills the frame): HOG, then the CNN, at the image's own size. Without
-    `detect_faces`' upsampling it is 4x cheaper at 256 px and gave the same answers on the outputs of the
-    GPU space table (57 renders, four methods) but one."""
-    return detect_hog(rgb, 0) or detect_cnn(rgb, 0)
-
-
 def require_detectors() -> None:
     """Fail now, with what to install or where to put the file, if dlib or its CNN detector is missing."""
     _dlib()
@@ -166,16 +159,23 @@ def face_chip(rgb: np.ndarray, box, landmarks5: np.ndarray, size: int, padding: 
 REDETECT_PROTOCOL = "dlib-hog+cnn-on-max512-largest-face-68+5pt"
 
 
-def redetect_landmarks(rgb: np.ndarray, max_side: int = 512) -> np.ndarray | None:
-    """73 x 2 (68 landmarks, then dlib's 5) of the largest face in an image, found again from scratch:
-    what bench measures an output's geometry and identity on. Detection runs on a copy at most
-    `max_side` pixels wide (aligned faces fill the frame; cost stays bounded), the landmarks on the image
-    itself. None when no face is found."""
+def find_faces_again(rgb: np.ndarray, max_side: int = 512) -> list[FaceBox]:
+    """Every face in an image by dlib's HOG, then its CNN (`detect_faces`), looked for on a copy at most
+    `max_side` pixels wide (aligned faces fill the frame; cost stays bounded); boxes in the image's own
+    pixels. How bench finds an output's face again and how translate's face check looks for one, so that
+    an output translate accepts is one bench measures."""
     scale = min(1.0, max_side / max(rgb.shape[:2]))
     small = rgb if scale >= 1.0 else np.asarray(Image.fromarray(rgb).resize(
         (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), Image.BILINEAR, reducing_gap=2.0))
-    found = detect_faces(small, "hog+cnn")
+    return [FaceBox(tuple(v / scale for v in f.box), f.score, f.detector) for f in detect_faces(small, "hog+cnn")]
+
+
+def redetect_landmarks(rgb: np.ndarray, max_side: int = 512) -> np.ndarray | None:
+    """73 x 2 (68 landmarks, then dlib's 5) of the largest face in an image, found again from scratch
+    (`find_faces_again`, the landmarks on the image itself): what bench measures an output's geometry and
+    identity on. None when no face is found."""
+    found = find_faces_again(rgb, max_side)
     if not found:
         return None
-    box = tuple(v / scale for v in max(found, key=lambda f: f.area).box)
+    box = max(found, key=lambda f: f.area).box
     return np.concatenate([landmarks(rgb, box, 68), landmarks(rgb, box, 5)]).astype(np.float64)
