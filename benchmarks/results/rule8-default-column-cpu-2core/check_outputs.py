@@ -1,5 +1,13 @@
-"""Apply translate's output check (rule 7: degenerate(brighter_ok) + faces_in_frame) to the H100 run-2 transfer
-outputs (G_real's images of the kept latents) against their aligned renders, at the check's resolution."""
+"""Translate's output check (rule 8: `degenerate` with G_real's brighter tone allowed, and a face where the render
+shows one, found as bench finds it) applied to outputs already made: the H100 run 2's transfer or project-real
+PNGs (G_real's images of the kept latents) against their aligned renders, at the check's 256 px. With the run's
+translate.parquet it tells which renders the final code can treat differently: only those with a restart, an
+iterate kept in the first half of the steps (`early`: the give-up restart), or an output the check fails. From
+the repository root:
+
+    .venv/bin/python benchmarks/results/rule8-default-column-cpu-2core/check_outputs.py DATASET OUTPUT_FOLDER \
+        TRANSLATE_PARQUET HARD_IDS(comma, 8-char prefixes) OUT_CSV [g_render|g_real]
+"""
 import sys
 import numpy as np, pandas as pd, torch
 from PIL import Image
