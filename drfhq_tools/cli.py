@@ -346,6 +346,8 @@ def enhance_cmd(
     background: Optional[str] = typer.Option(None, help="Under transparent pixels: black | white | grey."),
     paste_collapsed: Optional[bool] = typer.Option(None, "--paste-collapsed/--keep-collapsed",
                                                    help="Paste faces whose inversion stayed degenerate too, to look at them (default: keep them as rendered)."),
+    paste_gave_up: Optional[bool] = typer.Option(None, "--paste-gave-up/--keep-gave-up",
+                                                 help="Paste faces whose inversion gave up on every attempt (an early iterate, often another person's face; default: keep them as rendered)."),
     max_lpips: Optional[float] = typer.Option(None, help="Leave faces fitted worse than this LPIPS to their crop as rendered (default 0: off)."),
     min_truncation: Optional[float] = typer.Option(None, help="Leave faces pulled towards the mean face further than this (truncation below it, 0..1) as rendered (default 0: off)."),
     config: Optional[Path] = typer.Option(None, help="JSON with any of these options (manifests/examples/enhance.json); flags override it."),
@@ -361,7 +363,7 @@ def enhance_cmd(
             "dataset": str(src), "ckpt": str(ckpt), "out": str(out), "methods": _methods(method), **inversion,
             "region": region, "min_face_px": min_face_px, "source_detail": source_detail, "feather": feather,
             "detector": detector, "background": background, "paste_collapsed": paste_collapsed,
-            "max_lpips": max_lpips, "min_truncation": min_truncation}, str(config or "options"))
+            "max_lpips": max_lpips, "min_truncation": min_truncation, "paste_gave_up": paste_gave_up}, str(config or "options"))
         with progress_bar("enhancing") as update:
             enhance(cfg, progress=update, log=console.print)
     except (DrfhqError, ValueError) as exc:

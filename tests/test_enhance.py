@@ -156,6 +156,30 @@ def test_faces_pulled_past_min_truncation_are_left_as_rendered(mixed, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+class GaveUpTranslator(IdentityTranslator):
+    """Black crops, the first of each call an early iterate kept after every attempt gave up."""
+
+    def __call__(self, crops, ids):
+        self.calls += 1
+        return ([np.zeros_like(c) for c in crops],
+                [{"collapsed": False, "restarts": 2, "lpips": 0.55, "steps": 5, "gave_up": k == 0} for k in range(len(crops))])
+
+
+def test_a_face_whose_inversion_gave_up_on_every_attempt_is_left_as_rendered_unless_asked(mixed, tmp_path):
+    out = tmp_path / "out"
+    enhance(EnhanceConfig(dataset=str(mixed), ckpt="", out=str(out)), GaveUpTranslator(), log=lambda *a: None)
+    two = sorted((r for r in _rows(out) if r["image"] == "two.png"), key=lambda r: r["face"])
+    assert two[0]["status"] == "skipped" and two[0]["gave_up"] and "gave up on every attempt (kept step 5" in two[0]["reason"]
+    assert two[1]["status"] == "enhanced" and two[1]["gave_up"] is False
+    source = decode_image(mixed / "two.png").rgb
+    left = slice(0, int(two[1]["box"][0]) - 20)
+    assert np.array_equal(np.asarray(Image.open(out / "images/two.png"))[:, left], source[:, left])
+    out = tmp_path / "pasted"
+    enhance(EnhanceConfig(dataset=str(mixed), ckpt="", out=str(out), paste_gave_up=True), GaveUpTranslator(), log=lambda *a: None)
+    assert [r["status"] for r in _rows(out) if r["image"] == "two.png"] == ["enhanced", "enhanced"]
+    assert not np.array_equal(np.asarray(Image.open(out / "images/two.png"))[:, left], source[:, left])
+
+
 def test_identity_paste_without_source_detail_is_within_40_db_on_the_face(fixtures):
     """The crop itself replaces the face: what comes back is the alignment's resampling error only."""
     rgb = decode_image(fixtures / "real/frl_canada/003f.jpg").rgb

@@ -46,6 +46,8 @@ class EnhanceConfig(TranslateConfig):
     paste_collapsed: bool = False          # paste faces whose inversion stayed degenerate too (to look at them), flagged
     max_lpips: float = 0.0                 # > 0: faces fitted worse than this (LPIPS to the crop) stay as rendered: the
                                            # collapse rule can keep a usable start that is another face
+    paste_gave_up: bool = False            # paste faces whose inversion gave up on every attempt (an early iterate:
+                                           # measured on dark renders, a realistic face of someone else)
     min_truncation: float = 0.0            # > 0: faces pulled towards the mean face further than this (truncation
                                            # below it) stay as rendered: a far-pulled face is a face, but less the render's
 
@@ -77,6 +79,10 @@ class EnhanceConfig(TranslateConfig):
         """Why a translated face is not pasted (None: it is), from its inversion's record."""
         if detail.get("collapsed") and not self.paste_collapsed:     # by default a degenerate face never goes
             return f"inversion stayed degenerate after {detail.get('restarts')} restarts; face left as rendered"
+        if detail.get("gave_up") and not self.paste_gave_up:
+            fit = f", LPIPS {detail['lpips']:.3f}" if detail.get("lpips") is not None else ""
+            return (f"inversion gave up on every attempt (kept step {detail.get('steps')}{fit}: often another person's face); "
+                    "face left as rendered")
         if self.max_lpips > 0 and detail.get("lpips") is not None and detail["lpips"] > self.max_lpips:
             return f"fit too poor (LPIPS {detail['lpips']:.3f} > --max-lpips {self.max_lpips:g}); face left as rendered"
         truncation = detail.get("truncation")
@@ -103,6 +109,7 @@ ENHANCE_SCHEMA = pa.schema([
     pa.field("steps_run", pa.int32()),            # inversion steps spent, every start counted
     pa.field("spread_kept", pa.float32()),        # 1 unless pulled towards W after its restarts (translate.parquet's)
     pa.field("truncation", pa.float32()),
+    pa.field("gave_up", pa.bool_()),              # translate.parquet's: an early iterate kept after every restart
     pa.field("output", pa.string()),              # OUT-relative image written, null for unreadable files
     pa.field("key", pa.string()),
 ])
@@ -137,7 +144,7 @@ class GanFaceTranslator:
             if picture.size != (self.size, self.size):
                 picture = picture.resize((self.size, self.size), Image.LANCZOS, reducing_gap=3.0)
             images.append(np.asarray(picture))
-            info.append({k: saved.get(k) for k in ("lpips", "steps", "restarts", "collapsed", "steps_run", "spread_kept", "truncation")})
+            info.append({k: saved.get(k) for k in ("lpips", "steps", "restarts", "collapsed", "steps_run", "spread_kept", "truncation", "gave_up")})
         return images, info
 
     def describe(self) -> dict:
@@ -254,7 +261,7 @@ def enhance(cfg: EnhanceConfig, translator=None, progress=None, log=print) -> Pa
         settings = {"translator": translator.key, "region": cfg.region, "source_detail": cfg.source_detail,
                     "feather": cfg.feather, "min_face_px": cfg.min_face_px, "detector": cfg.detector, "background": cfg.background,
                     "paste_collapsed": cfg.paste_collapsed, "max_lpips": cfg.max_lpips,
-                    "min_truncation": cfg.min_truncation}
+                    "min_truncation": cfg.min_truncation, "paste_gave_up": cfg.paste_gave_up}
         atomic_write_json(out / "enhance.json", {"config": asdict(cfg), "paste": settings,
                                                  "translator": getattr(translator, "describe", dict)()})
         all_rows, redone = [], 0

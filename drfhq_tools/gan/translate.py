@@ -629,6 +629,8 @@ INVERSION_SCHEMA = pa.schema([
     pa.field("steps_run", pa.int64()),            # optimisation steps spent, every start counted (the cost)
     pa.field("spread_kept", pa.float64()),        # 1 unless the pull towards W rescued it: the fraction of its layers'
     pa.field("truncation", pa.float64()),         # spread kept, and of its w's distance from the mean w (0: the mean face)
+    pa.field("gave_up", pa.bool_()),              # the latent kept is an early iterate because every later one was
+                                                  # degenerate, after every restart: a face, often another person's
 ])
 
 
@@ -645,7 +647,8 @@ def _write_inversion_table(out: Path, rows: list[dict], latent_dirs: dict[str, P
             records.append({"id": r["id"], "generator": src, "inversion_key": saved["key"], "lpips": saved.get("lpips"),
                             "lpips_net": lpips_net, "steps": saved.get("steps"), "restarts": saved.get("restarts"),
                             "collapsed": saved.get("collapsed"), "steps_run": saved.get("steps_run"),
-                            "spread_kept": saved.get("spread_kept"), "truncation": saved.get("truncation")})
+                            "spread_kept": saved.get("spread_kept"), "truncation": saved.get("truncation"),
+                            "gave_up": saved.get("gave_up")})
     atomic_write_parquet(out / "translate.parquet", pa.Table.from_pylist(records, schema=INVERSION_SCHEMA))
 
 
@@ -725,7 +728,8 @@ class RunModels:
                 torch.save({"ws": inv.ws[k].cpu(), "noise": {n: v[k].cpu() for n, v in inv.noise.items()}, "key": self.keys["inversion"][src],
                             "lpips": float(inv.lpips[k]), "steps": int(inv.steps[k]), "restarts": int(inv.restarts[k]),
                             "collapsed": bool(inv.collapsed[k]), "steps_run": int(inv.steps_run[k]),
-                            "spread_kept": float(inv.spread_kept[k]), "truncation": float(inv.truncation[k])}, tmp)
+                            "spread_kept": float(inv.spread_kept[k]), "truncation": float(inv.truncation[k]),
+                            "gave_up": bool(inv.gave_up[k])}, tmp)
                 tmp.replace(latent_dir / f"{i}.pt")
             if on_batch:
                 on_batch(chunk)
