@@ -32,7 +32,7 @@ transfer: setup
 	  --baselines input,color-transfer,transfer=demo-out/translated/transfer,project-real=demo-out/translated/project-real,layer-swap=demo-out/translated/layer-swap
 
 test: setup
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra --durations=20 tests
 
 bench: setup
 	$(PY) benchmarks/bench_align.py
