@@ -13,8 +13,10 @@ ROWS = 4
 
 
 def _cfg(dataset, run, out, **kw):
+    # face_check off unless a test is about it: the tiny run's G_real draws no face, so with the check every inversion
+    # restarts and is pulled towards W, at dlib's cost per image (the check's own tests and the record test keep it on)
     values = dict(dataset=str(dataset), ckpt=str(run), out=str(out), methods=T.METHODS, steps=4, lpips_net="alex",
-                  limit=ROWS, batch=3, swap_resolution=16)
+                  limit=ROWS, batch=3, swap_resolution=16, face_check=False)
     values.update(kw)
     return T.TranslateConfig(**values)
 
@@ -382,8 +384,8 @@ def test_bank_start_is_the_nearest_sampled_latent_and_is_cached(tiny_run, tmp_pa
 def test_translate_records_each_inversion(fixture_dataset, tiny_run, tmp_path):
     import pyarrow.parquet as pq
 
-    T.translate(_cfg(fixture_dataset, tiny_run, tmp_path / "tr", methods=("transfer", "project-real"), lpips_target=10.0),
-                log=lambda *a: None)
+    T.translate(_cfg(fixture_dataset, tiny_run, tmp_path / "tr", methods=("transfer", "project-real"), lpips_target=10.0,
+                     face_check=True), log=lambda *a: None)
     table = pq.read_table(tmp_path / "tr" / "translate.parquet").to_pylist()
     assert len(table) == 2 * ROWS and {r["generator"] for r in table} == {"g_render", "g_real"}
     # the loose target stops a face at its first usable iterate (a degenerate one does not count), else after 4 steps
@@ -442,7 +444,7 @@ def test_the_output_check_asks_for_a_face_only_where_the_render_has_one_and_look
         def synthesize(self, ws, noise=None):
             return pictures[ws[:, 0, 0].long()]
 
-    models = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "a"))
+    models = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "a", face_check=True))
     models._generators["g_real"] = Shows()
     looked_at, find = [], T.faces_in_frame
     monkeypatch.setattr(T, "faces_in_frame", lambda images: looked_at.append(len(images)) or find(images))
@@ -510,7 +512,7 @@ def test_an_inversion_still_collapsed_is_pulled_towards_w_until_its_output_is_us
 
 
 def test_the_face_check_is_part_of_the_inversion_key(fixture_dataset, tiny_run, tmp_path):
-    on = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "a"))
+    on = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "a", face_check=True))
     off = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "b", face_check=False))
     assert on.keys["inversion"]["g_render"] != off.keys["inversion"]["g_render"]
     assert on.projector("g_render", tmp_path).output_check is not None
@@ -525,5 +527,5 @@ def test_each_batch_is_drawn_as_soon_as_it_is_inverted(fixture_dataset, tiny_run
         seen.append(len(list((out / "transfer").glob("*.png"))))
         return real(self, targets, *a, **k)
     monkeypatch.setattr(T.Projector, "project", project)
-    T.translate(_cfg(fixture_dataset, tiny_run, out, methods=("transfer",), face_check=False), log=lambda *a: None)
+    T.translate(_cfg(fixture_dataset, tiny_run, out, methods=("transfer",)), log=lambda *a: None)
     assert seen == [0, 3] and len(list((out / "transfer").glob("*.png"))) == ROWS
