@@ -114,10 +114,11 @@ def test_identity_cosine_is_higher_for_the_same_person(fixture_dataset):
 
 def test_bench_slices_cache_and_tables(fixture_dataset, fixtures, tmp_path):
     cache = tmp_path / "cache.sqlite"
+    limit = 40          # of the 138 fixture rows: both genders, and a third of the time every metric takes
     base = dict(dataset=str(fixture_dataset), real=str(fixtures / "aligned_gan"), cache=str(cache),
-                kid_subsets=10, bootstrap=200)
+                kid_subsets=10, bootstrap=200, limit=limit)
     first = run_bench(BenchConfig(out=str(tmp_path / "run1"), **base), log=lambda *a: None)
-    ok = [r for r in dataset_rows(fixture_dataset, None)[0]]
+    ok = [r for r in dataset_rows(fixture_dataset, limit)[0]]
     # SFHQ's files are not all square, so the bench aligned them like the renders (run1/real_dataset).
     # Features are keyed by content: every distinct image went through Inception exactly once.
     real_rows = pq.read_table(tmp_path / "run1/real_dataset/manifest.parquet").to_pylist()
