@@ -29,7 +29,7 @@ from ..dataset.decode import IMAGE_SUFFIXES, RejectedImage, decode_image, list_i
 from ..dataset.paste import REGIONS, face_polygon, paste_face
 from ..errors import DrfhqError
 from ..io import FolderLock, atomic_save_image, atomic_write_json, atomic_write_parquet, png_text, sha256_file
-from .translate import KEY_CHUNK, SOURCE, RunModels, TranslateConfig, _digest
+from .translate import KEY_CHUNK, SOURCE, RunModels, TranslateConfig, _digest, inversion_record
 from .train import to_uint8
 
 
@@ -144,7 +144,7 @@ class GanFaceTranslator:
             if picture.size != (self.size, self.size):
                 picture = picture.resize((self.size, self.size), Image.LANCZOS, reducing_gap=3.0)
             images.append(np.asarray(picture))
-            info.append({k: saved.get(k) for k in ("lpips", "steps", "restarts", "collapsed", "steps_run", "spread_kept", "truncation", "gave_up")})
+            info.append(inversion_record(saved))
         return images, info
 
     def describe(self) -> dict:

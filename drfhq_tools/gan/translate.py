@@ -634,6 +634,15 @@ INVERSION_SCHEMA = pa.schema([
 ])
 
 
+INVERSION_RECORD = ("lpips", "steps", "restarts", "collapsed", "steps_run", "spread_kept", "truncation", "gave_up")
+
+
+def inversion_record(saved: dict) -> dict:
+    """A saved latent's record of its inversion (INVERSION_RECORD; None where an older file lacks one), as
+    translate.parquet and enhance.parquet carry it."""
+    return {k: saved.get(k) for k in INVERSION_RECORD}
+
+
 def _write_inversion_table(out: Path, rows: list[dict], latent_dirs: dict[str, Path], lpips_net: str) -> None:
     """OUT/translate.parquet: one row per dataset row and generator inverted into, from the latents."""
     from ..io import atomic_write_parquet
@@ -644,11 +653,8 @@ def _write_inversion_table(out: Path, rows: list[dict], latent_dirs: dict[str, P
             if not (folder / f"{r['id']}.pt").is_file():       # outputs kept, their latents deleted by hand
                 continue
             saved = torch.load(folder / f"{r['id']}.pt", map_location="cpu", weights_only=True)
-            records.append({"id": r["id"], "generator": src, "inversion_key": saved["key"], "lpips": saved.get("lpips"),
-                            "lpips_net": lpips_net, "steps": saved.get("steps"), "restarts": saved.get("restarts"),
-                            "collapsed": saved.get("collapsed"), "steps_run": saved.get("steps_run"),
-                            "spread_kept": saved.get("spread_kept"), "truncation": saved.get("truncation"),
-                            "gave_up": saved.get("gave_up")})
+            records.append({"id": r["id"], "generator": src, "inversion_key": saved["key"], "lpips_net": lpips_net,
+                            **inversion_record(saved)})
     atomic_write_parquet(out / "translate.parquet", pa.Table.from_pylist(records, schema=INVERSION_SCHEMA))
 
 
