@@ -19,9 +19,10 @@ def _metadata(folder):
 
 
 @pytest.fixture(scope="module")
-def forty(tmp_path_factory):
-    out = tmp_path_factory.mktemp("renders40")
-    render_dataset(RenderConfig(out=str(out), n=40, size=256, seed=11, balance=("gender",), workers=2), log=lambda *a: None)
+def twenty(tmp_path_factory):
+    # 20 heads: 10 per gender, and 95% detection leaves one miss (40 took 100 s of CI, 20 take 50)
+    out = tmp_path_factory.mktemp("renders20")
+    render_dataset(RenderConfig(out=str(out), n=20, size=256, seed=11, balance=("gender",), workers=2), log=lambda *a: None)
     return out
 
 
@@ -46,35 +47,35 @@ def test_same_seed_same_images_and_balanced_groups(tmp_path):
     assert (other / files[0]).read_bytes() != (runs[0] / files[0]).read_bytes()
 
 
-def test_metadata_matches_the_images(forty):
-    rows = _metadata(forty)
-    assert sorted(r["file"] for r in rows) == sorted(p.name for p in forty.glob("*.png"))
+def test_metadata_matches_the_images(twenty):
+    rows = _metadata(twenty)
+    assert sorted(r["file"] for r in rows) == sorted(p.name for p in twenty.glob("*.png"))
     for r in rows:
-        assert Image.open(forty / r["file"]).size == (256, 256)
+        assert Image.open(twenty / r["file"]).size == (256, 256)
         mix = {"african": r["african"], "asian": r["asian"], "caucasian": r["caucasian"]}
         assert r["race"] == max(mix, key=mix.get) and abs(sum(mix.values()) - 1) < 1e-3
         assert (r["gender"] == "female") == (r["gender_control"] >= 0.5)
         assert 18 <= r["age"] <= 80 and r["identity_id"] in r["file"]
-    assert sum(r["gender"] == "female" for r in rows) == 20
+    assert sum(r["gender"] == "female" for r in rows) == 10
 
 
-def test_builder_detects_at_least_95_percent_and_reads_the_metadata(forty, tmp_path):
-    built = build_dataset(BuildConfig(src=str(forty), out=str(tmp_path / "ds"), size=256, workers=2,
-                                      metadata=str(forty / "metadata.csv")))
+def test_builder_detects_at_least_95_percent_and_reads_the_metadata(twenty, tmp_path):
+    built = build_dataset(BuildConfig(src=str(twenty), out=str(tmp_path / "ds"), size=256, workers=2,
+                                      metadata=str(twenty / "metadata.csv")))
     m = built.manifest.to_pandas()
-    assert len(m) == 40
-    assert (m.reject_reason != "no_face").sum() >= 38
+    assert len(m) == 20
+    assert (m.reject_reason != "no_face").sum() >= 19
     assert (m.gender_source == "metadata").all() and (m.race_source == "metadata").all()
     assert m.identity_id.notna().all() and "meta_expression" in m.columns
 
 
-def test_identities_are_distinct_people_and_views_the_same_person(forty, tmp_path):
+def test_identities_are_distinct_people_and_views_the_same_person(twenty, tmp_path):
     describe = _Descriptor()
-    descriptors = [describe(np.asarray(Image.open(forty / r["file"]).convert("RGB"))) for r in _metadata(forty)]
+    descriptors = [describe(np.asarray(Image.open(twenty / r["file"]).convert("RGB"))) for r in _metadata(twenty)]
     found = [d for d in descriptors if d is not None]
     different = [np.linalg.norm(a - b) for a, b in itertools.combinations(found, 2)]
     assert np.median(different) >= 0.6
-    assert json.loads((forty / "render.json").read_text())["pairwise_identity_distance_median"] >= 0.6
+    assert json.loads((twenty / "render.json").read_text())["pairwise_identity_distance_median"] >= 0.6
     out = tmp_path / "views"
     render_dataset(RenderConfig(out=str(out), n=12, size=256, seed=3, views=4), log=lambda *a: None)
     by_identity = {}
