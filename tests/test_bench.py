@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from PIL import Image
 from drfhq_tools.bench.config import BenchConfig
 from drfhq_tools.bench.metrics import fid_from_features, kernel_inception_distance
 from drfhq_tools.bench.run import dataset_rows, run_bench
+from drfhq_tools.bench.slices import MAX_GROUPS, check_slices, slice_groups
 from drfhq_tools.bench.store import query
 from drfhq_tools.errors import DrfhqError, MissingWeightsError
 from drfhq_tools.io import sha256_file
@@ -163,7 +165,9 @@ def test_bench_slices_cache_and_tables(fixture_dataset, fixtures, tmp_path):
     for r in ok[:-3]:
         Image.open(r["image_file"]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(outside / f"{Path(r['source_path']).stem}.png")
     Image.new("RGB", (64, 64)).save(outside / "stray.png")
-    third = run_bench(BenchConfig(out=str(tmp_path / "run2"), baselines=("input", f"mirror={outside}"), **base), log=lambda *a: None)
+    # ... sliced by the folder each render came from, alone and crossed with gender
+    third = run_bench(BenchConfig(out=str(tmp_path / "run2"), baselines=("input", f"mirror={outside}"),
+                                  slices=("gender", "source_dir"), cross=("gender*source_dir",), **base), log=lambda *a: None)
     assert third.counters["inception_images"] == len(ok) - 3
     mirror = next(m for m in third.methods if m.name == "mirror")
     assert len(mirror.missing) == 3 and mirror.extra == ["stray.png"]
@@ -172,6 +176,15 @@ def test_bench_slices_cache_and_tables(fixture_dataset, fixtures, tmp_path):
     columns, rows = query(tmp_path / "run2", f"SELECT n, n_missing FROM results WHERE run_id = '{third.run_id}' "
                                              "AND method = 'mirror' AND metric = 'fid' AND slice = 'all'")
     assert rows == [(len(ok) - 3, 3)]
+    folders = Counter(str(Path(r["source_path"]).parent) for r in ok)
+    assert len(folders) >= 2
+    columns, rows = query(tmp_path / "run2", f"SELECT grp, n FROM results WHERE run_id = '{third.run_id}' "
+                                             "AND method = 'input' AND metric = 'lpips' AND slice = 'source_dir'")
+    assert dict(rows) == folders
+    columns, rows = query(tmp_path / "run2", f"SELECT grp, n FROM results WHERE run_id = '{third.run_id}' "
+                                             "AND method = 'input' AND metric = 'lpips' AND slice = 'gender*source_dir'")
+    assert dict(rows) == Counter(f"{r['gender']}|{Path(r['source_path']).parent}" for r in ok)
+    assert (tmp_path / "run2/report_assets/fid_source_dir.png").is_file()
     assert (tmp_path / "run2/report.html").is_file() and (tmp_path / "run2/report_assets/samples.png").is_file()
 
 
@@ -355,3 +368,35 @@ def test_contact_sheet_tiles_rows_of_files_under_their_labels(tmp_path):
     assert grid.getpixel((10, LABEL_HEIGHT + 10)) == (255, 0, 0) and grid.getpixel((30, LABEL_HEIGHT + 10)) == (0, 0, 255)
     assert grid.getpixel((30, LABEL_HEIGHT + 30)) == (255, 255, 255)          # a missing file: a white tile
     assert path_grid([[red]], 20).size == (20, 20)                               # no labels, no header
+
+
+def test_slices_take_tags_source_folders_and_carried_metadata(tmp_path):
+    import pyarrow as pa
+
+    n = MAX_GROUPS + 6
+    manifest = tmp_path / "manifest.parquet"
+    pq.write_table(pa.table({
+        "id": [f"r{i:03d}" for i in range(n)], "status": ["ok"] * (n - 1) + ["rejected"],
+        "source_path": [f"artist{i % 2}/set/{i}.png" if i % 3 else f"{i}.png" for i in range(n)],
+        "gender": [None if i == 0 else "female" if i % 2 else "male" for i in range(n)],
+        "age_group": ["20-29"] * n, "race": ["asian"] * n,
+        "meta_glasses": [bool(i % 2) for i in range(n)], "meta_light": [i % 3 for i in range(n)],
+        "meta_yaw_deg": [float(i) for i in range(n)],
+    }), manifest)
+    check_slices(manifest, ("gender", "source_dir", "meta_glasses", "meta_light"), ("gender*source_dir", "meta_light*meta_glasses"))
+    with pytest.raises(DrfhqError, match=r"meta_yaw_deg: 69 distinct values.*bin it"):
+        check_slices(manifest, ("meta_yaw_deg",), ())
+    with pytest.raises(DrfhqError, match=r"meta_pose: not a slice column.*carries meta_glasses, meta_light, meta_yaw_deg"):
+        check_slices(manifest, ("gender",), ("gender*meta_pose",))
+    with pytest.raises(DrfhqError, match="--cross race: join two or more"):
+        check_slices(manifest, (), ("race",))
+    with pytest.raises(DrfhqError, match="--slices/--cross skin"):          # what BenchConfig checks before any work
+        BenchConfig(dataset=str(tmp_path), real=str(tmp_path), out=str(tmp_path / "run"), slices=("skin",)).validate()
+
+    rows = pq.read_table(manifest).to_pylist()[:6]
+    groups = {(s, g): ids for s, g, ids in slice_groups(rows, ["source_dir", "meta_glasses", "meta_light", "gender*meta_light"])}
+    assert groups[("all", "all")] == [r["id"] for r in rows]
+    assert groups[("source_dir", ".")] == ["r000", "r003"] and groups[("source_dir", "artist1/set")] == ["r001", "r005"]
+    assert groups[("meta_glasses", "False")] == ["r000", "r002", "r004"]       # False and 0 are values, not 'unknown'
+    assert groups[("meta_light", "0")] == ["r000", "r003"]
+    assert groups[("gender*meta_light", "unknown|0")] == ["r000"] and groups[("gender*meta_light", "female|0")] == ["r003"]

@@ -8,8 +8,8 @@ from pathlib import Path
 from ..errors import DrfhqError
 from ..models.identity import identity_names
 from .methods import BUILTIN_METHODS, GENERATOR_METHODS, RESIZE_FILTERS, parse_baselines
+from .slices import TAG_COLUMNS, check_slices
 
-SLICE_COLUMNS = ("gender", "age_group", "race")
 IDENTITY_CROPS = ("output", "render")
 
 
@@ -23,7 +23,7 @@ class BenchConfig:
     lpips_random: bool = False                     # tests only: random backbone, rows named lpips_random
     identity: str = "auto"                         # networks, comma list: auto (ArcFace if imported, then dlib) | dlib | dlib-torch | arcface
     identity_crop: str = "output"                  # output: each image's own re-detected face | render: the render's landmarks for both
-    slices: tuple[str, ...] = SLICE_COLUMNS        # manifest columns to slice by
+    slices: tuple[str, ...] = TAG_COLUMNS          # tags, source_dir or meta_<name> columns to slice by (slices.py)
     cross: tuple[str, ...] = ()                    # crossings, e.g. "gender*age_group"
     kid_subsets: int = 100
     kid_subset_size: int = 1000                    # clean-fid's default; a smaller slice uses all its images
@@ -73,13 +73,7 @@ class BenchConfig:
             raise DrfhqError(f"--resize {self.resize}: choose from {', '.join(RESIZE_FILTERS)}")
         if self.workers < 0 or self.prdc_k < 1 or self.fid_inf_points < 3:
             raise DrfhqError("--workers must be >= 0, --prdc-k >= 1, --fid-inf-points >= 3")
-        for cross in self.cross:
-            parts = cross.split("*")
-            if len(parts) < 2 or any(p not in SLICE_COLUMNS for p in parts):
-                raise DrfhqError(f"--cross {cross}: join two or more of {', '.join(SLICE_COLUMNS)} with '*'")
-        for s in self.slices:
-            if s not in SLICE_COLUMNS:
-                raise DrfhqError(f"--slices {s}: choose from {', '.join(SLICE_COLUMNS)}")
+        check_slices(dataset / "manifest.parquet", self.slices, self.cross)
         if self.kid_subsets < 1 or self.kid_subset_size < 2 or self.bootstrap < 1 or self.batch_size < 1:
             raise DrfhqError("--kid-subsets, --bootstrap and --batch-size must be >= 1, --kid-subset-size >= 2")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -39,6 +39,7 @@ from .loading import batches, load_inception_input, load_pair, load_rgb
 from .methods import BUILTIN_METHODS, GENERATOR_METHODS, MethodOutputs, lab_statistics, match_folder, parse_baselines
 from .metrics import (FrechetReference, cluster_bootstrap_summary, cosine_similarity, fid_infinity, kernel_inception_distance,
                       landmark_nme, mean_delta_e, prdc, real_balls_holding)
+from .slices import slice_groups
 
 
 @dataclass
@@ -313,18 +314,6 @@ def _load_and_find_landmarks(path) -> np.ndarray:
     return found if found is not None else np.full((73, 2), np.nan)
 
 
-def _groups(rows: list[dict], config: BenchConfig) -> list[tuple[str, str, list[str]]]:
-    """(slice, group, ids) for the overall set, each slice column and each crossing."""
-    out = [("all", "all", [r["id"] for r in rows])]
-    for spec in [*config.slices, *config.cross]:
-        columns = spec.split("*")
-        groups: dict[str, list[str]] = {}
-        for r in rows:
-            groups.setdefault("|".join(str(r.get(c) or "unknown") for c in columns), []).append(r["id"])
-        out += [(spec, g, ids) for g, ids in sorted(groups.items())]
-    return out
-
-
 def _per_image_summary(values: np.ndarray, clusters, config: BenchConfig) -> tuple[dict, int]:
     """(value, std, ci_low, ci_high, flag) of a slice's finite per-image values, and how many were not finite."""
     finite = np.isfinite(values)
@@ -392,7 +381,7 @@ def run_bench(config: BenchConfig, progress=None, log=print) -> BenchRun:
                 raise DrfhqError(f"{name}: fewer than two outputs ({len(m.paths)} of {len(rows)} rows)")
         created_at = created.isoformat(timespec="seconds")
         per_image, results = [], []
-        groups = _groups(rows, config)
+        groups = slice_groups(rows, [*config.slices, *config.cross])
         lpips_metric = "lpips_random" if config.lpips_random else "lpips"
         inc = dict(extractor=InceptionFeatures.name)
         landmark_extractor = dict(extractor=f"dlib-68pt ({faces_protocol()})", weights_sha256=ex.landmark_weights())   # all three dlib files
