@@ -8,7 +8,10 @@ project-real), to --out: spaces.json, spaces.md, spaces.jpg, and degenerate.json
 checked for the issue's collapses (dark, faint) apart from translate's own rule.
 
     python benchmarks/bench_spaces.py --dataset DATASET --ckpt TRAIN_RUN --real ../shared/fixtures/real \
-        --out OUT [--steps 20] [--limit 8] [--spaces w,w+,w+reg] [--device cpu]
+        --out OUT [--steps 20] [--limit 8] [--spaces w,w+,w+reg,w+reg@0.03] [--device cpu]
+`w+reg@WEIGHT` is w+reg with that --space-regularize (the default 0.1 lies between w+, weight 0, and one w).
+Each transfer column's identity is also paired per render with project-real's (the rule's bar), overall
+and in each group of --slices (default source_dir: the folder each render came from).
 `--stage translate` only translates (on a GPU machine, say); `--stage bench` then scores the folders that
 the same arguments name (no --ckpt needed), where bench's weights are.
 """
@@ -42,17 +45,23 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--stage", default="all", choices=("all", "translate", "bench"))
+    parser.add_argument("--slices", default="source_dir", help="bench slices for the per-group table ('' for none)")
     args = parser.parse_args()
     if args.stage != "bench" and not args.ckpt:
         parser.error("--ckpt is needed to translate")
+    spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
+    try:
+        settings = {spec: space_setting(spec) for spec in spaces}
+    except ValueError as exc:
+        parser.error(str(exc))
 
     from drfhq_tools.bench.config import BenchConfig
     from drfhq_tools.bench.run import run_bench
+    from drfhq_tools.bench.slices import slice_groups
     from drfhq_tools.dataset.rows import dataset_rows
     from drfhq_tools.gan.translate import TranslateConfig, translate
 
     out = Path(args.out)
-    spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
     common = dict(dataset=args.dataset, ckpt=args.ckpt, steps=args.steps, limit=args.limit, start=args.start,
                   lpips_net=args.lpips_net, batch=args.batch, device=args.device, w_noise=args.w_noise,
                   **({"lr": args.lr} if args.lr is not None else {}))
@@ -62,7 +71,9 @@ def main() -> None:
         methods = ("transfer", "project-real") if space in real_spaces else ("transfer",)
         if args.stage != "bench":
             t0 = time.perf_counter()
-            translate(TranslateConfig(out=str(out / space), methods=methods, space=space, **common), log=print)
+            space_name, weight = settings[space]
+            translate(TranslateConfig(out=str(out / space), methods=methods, space=space_name, **common,
+                                      **({"space_regularize": weight} if weight is not None else {})), log=print)
             seconds[space] = time.perf_counter() - t0
         folders[f"transfer-{space}"] = out / space / "transfer"
         if space in real_spaces:    # plain "project-real" when it runs in one space only (older tables' name)
@@ -78,8 +89,9 @@ def main() -> None:
         saved = json.loads(timing.read_text())
         seconds, args.steps = saved["seconds_per_space"], saved["steps"]
     baselines = ("input", *[f"{name}={folder}" for name, folder in folders.items()])
+    slices = tuple(s.strip() for s in args.slices.split(",") if s.strip())
     run = run_bench(BenchConfig(dataset=args.dataset, real=args.real, out=str(out / "bench"), baselines=baselines,
-                                identity="dlib", limit=args.limit, device=args.device, bootstrap=1000), log=print)
+                                identity="dlib", limit=args.limit, device=args.device, bootstrap=1000, slices=slices), log=print)
     table = {}
     for r in run.results:
         if r["slice"] == "all":
@@ -98,7 +110,7 @@ def main() -> None:
         cells = []
         for m in metrics:
             row = table.get(method, {}).get(m)
-            if row is None:
+            if row is None or row["value"] is None:      # e.g. identity where no output shows a face
                 cells.append("–")
             elif row.get("ci_low") is not None:
                 cells.append(f"{row['value']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
@@ -108,6 +120,26 @@ def main() -> None:
                 cells.append(found.get(method, "–"))
         steps = "–" if method == "input" else str(args.steps)
         lines.append(f"| {method} | {steps} | " + " | ".join(cells) + " |")
+    rows, size = dataset_rows(Path(args.dataset), args.limit)
+    identity = per_image[per_image["metric"] == "identity_cosine"].pivot_table(index="image_id", columns="method", values="value")
+    bar = next((m for m in folders if m.startswith("project-real")), None)
+    if bar is not None:
+        lines += ["", f"Identity of each transfer column minus {bar}'s, paired per render on the faces found in both "
+                      "(bootstrap, 10,000 resamples, seeded):", "", "| group | method | faces | mean difference [95% CI] |", "|---|---|---|---|"]
+        for s, g, ids in slice_groups(rows, list(slices)):
+            for method in (m for m in folders if m.startswith("transfer")):
+                both = method in identity and bar in identity
+                d = (identity.reindex(ids)[method] - identity.reindex(ids)[bar]).dropna().to_numpy() if both else np.array([])
+                low, high = paired_interval(d)
+                lines.append(f"| {g if s == 'all' else f'{s}={g}'} | {method} | {len(d)} | "
+                             + (f"{d.mean():+.4f} [{low:+.4f}, {high:+.4f}] |" if len(d) > 1 else "– |"))
+    for s in slices:
+        lines += ["", f"By {s}:", "", "| group | method | n | FID ↓ | KID ↓ ± std | identity ↑ [95% CI] | LPIPS to the render |",
+                  "|---|---|---|---|---|---|---|"]
+        by = {(r["grp"], r["method"], r["metric"]): r for r in run.results if r["slice"] == s}
+        for g in sorted({k[0] for k in by}):
+            for method in ("input", *folders):
+                lines.append(f"| {g} | {method} | " + " | ".join(slice_cells(by, g, method)) + " |")
     text = "\n".join(lines)
     print(text)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,13 +149,53 @@ def main() -> None:
         "results": {m: {k: {f: v[f] for f in ("value", "std", "ci_low", "ci_high", "n", "protocol", "extractor", "weights_sha256")}
                         for k, v in ms.items()} for m, ms in table.items()}}, indent=2, default=str))
 
-    rows, size = dataset_rows(Path(args.dataset), args.limit)
     columns = ["input", *folders]
     sheet([[Path(r["image_file"]) if name == "input" else folders[name] / f"{r['id']}.png" for name in columns]
            for r in rows], min(size, 160), out / "spaces.jpg")
     print(f"columns of {out / 'spaces.jpg'}: {', '.join(columns)}")
     report = degenerate_report(rows, folders, out)
     (out / "degenerate.json").write_text(json.dumps(report, indent=2))
+
+
+SPACES = ("w", "w+", "w+reg")
+
+
+def space_setting(spec: str) -> tuple[str, float | None]:
+    """'w+reg@0.03' -> ('w+reg', 0.03); a plain space -> (space, None): translate's default weight."""
+    space, at, weight = spec.partition("@")
+    if space not in SPACES or (at and space != "w+reg"):
+        raise ValueError(f"--spaces {spec}: one of {', '.join(SPACES)}, or w+reg@WEIGHT (its --space-regularize)")
+    if not at:
+        return space, None
+    try:
+        value = float(weight)
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise ValueError(f"--spaces {spec}: the weight after @ is a number >= 0")
+    return space, value
+
+
+def slice_cells(by: dict, group: str, method: str) -> list[str]:
+    """n, FID, KID ± std, identity [CI], LPIPS of one method in one slice group ('–' where there is none)."""
+    def row(metric):
+        r = by.get((group, method, metric))
+        return r if r is not None and r["value"] is not None else None
+
+    fid, kid, ident, lpips = row("fid"), row("kid"), row("identity_cosine"), row("lpips")
+    return [str(fid["n"]) if fid else "–", f"{fid['value']:.1f}" if fid else "–",
+            f"{kid['value']:.3f} ± {kid['std']:.3f}" if kid and kid["std"] is not None else (f"{kid['value']:.3f}" if kid else "–"),
+            (f"{ident['value']:.4f}" + (f" [{ident['ci_low']:.4f}, {ident['ci_high']:.4f}]" if ident["ci_low"] is not None else "")) if ident else "–",
+            f"{lpips['value']:.3f}" if lpips else "–"]
+
+
+def paired_interval(d: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the mean of paired differences (NaN, NaN under two)."""
+    if len(d) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def sheet(grid: list[list[Path]], tile: int, path: Path) -> None:

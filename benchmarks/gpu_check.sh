@@ -34,6 +34,8 @@
 #   default space's transfer column again after a change to the inversion:
 #   GPU_CHECK_G_RENDER=FILES-spaces/g_render GPU_CHECK_BUNDLES="transfer spaces g-render" GPU_CHECK_STAGES="spaces export" \
 #     GPU_CHECK_SPACES_OTHER= GPU_CHECK_PROJECT_REAL_SPACES= GPU_CHECK_HELD=all GPU_CHECK_JPEG=0 ... pack DATASET
+#   GPU_CHECK_SPACES_OTHER="w+reg@0.03,w+" sweeps w+reg's weight after the default column (bench_spaces.py: w+reg@WEIGHT);
+#   bench-spaces-here then pairs each column's identity with project-real's, overall and per source folder.
 #
 # Bundles, in the order the driver needs them (each a tar.xz cut into parts):
 #   bench-train  the peer, dlib's face descriptor, the training renders     -> bench_train.py
@@ -434,7 +436,7 @@ bench_spaces_here() {   # FILES DATASET [REAL]: score the space table's outputs 
   fi
   for out in "$work"/*/; do
     spaces=""
-    for s in w w+ w+reg; do [ -d "$out/$s/transfer" ] && spaces="$spaces${spaces:+,}$s"; done
+    for s in w w+ w+reg $(cd "$out" && ls -d w+reg@* 2>/dev/null); do [ -d "$out/$s/transfer" ] && spaces="$spaces${spaces:+,}$s"; done
     [ -n "$spaces" ] || continue
     "$PY" benchmarks/bench_spaces.py --stage bench --dataset "$dataset" --real "$real" --out "$out" --spaces "$spaces" \
       --project-real-spaces w+reg --limit 100000 | tee "$out/bench_spaces.txt"
