@@ -1,7 +1,11 @@
-"""Decode each transfer latent with G_render and G_real (PNG at the dataset's size) for bench."""
+"""Decode each transfer latent with G_render and G_real (256 px PNG, the dataset's size) for bench:
+
+    .venv/bin/python decode_both.py TRANSLATE_OUT TRAIN_RUN    -> TRANSLATE_OUT/decoded-g_render, decoded-g_real
+"""
 import sys
 from pathlib import Path
-import numpy as np, torch
+
+import torch
 from PIL import Image
 from drfhq_tools.gan.translate import load_generator
 out_root, ckpt = Path(sys.argv[1]), Path(sys.argv[2])
