@@ -5,12 +5,13 @@ where transfer's identity tie with project-real comes from. From the repository 
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from drfhq_tools.bench.config import BenchConfig
-from drfhq_tools.bench.run import run_bench
-from drfhq_tools.dataset.rows import dataset_rows
+sys.path.insert(0, "benchmarks")
+from bench_spaces import paired_interval  # noqa: E402
+from drfhq_tools.bench.config import BenchConfig  # noqa: E402
+from drfhq_tools.bench.run import run_bench  # noqa: E402
+from drfhq_tools.dataset.rows import dataset_rows  # noqa: E402
 
 dataset, real, composed, out = (Path(a) for a in sys.argv[1:5])
 methods = ("input", "transfer", "project-real")
@@ -22,7 +23,6 @@ groups = ["all", *sorted({r["grp"] for r in run.results if r["slice"] == "source
 folder = {r["id"]: str(Path(r["source_path"]).parent) for r in dataset_rows(dataset, None)[0]}
 per_image = pd.DataFrame(run.per_image)
 identity = per_image[per_image.metric == "identity_cosine"].pivot_table(index="image_id", columns="method", values="value")
-rng = np.random.default_rng(0)
 lines = ["| renders | n | method | FID ↓ | KID ↓ ± std | identity ↑ [95% CI] | LPIPS to the render | skin ΔE00 |",
          "|---|---|---|---|---|---|---|---|"]
 paired = []
@@ -34,9 +34,9 @@ for g in groups:
                      f"{r('lpips')['value']:.3f} | {r('skin_delta_e')['value']:.2f} |")
     ids = [i for i in identity.index if g == "all" or folder[i] == g]
     d = (identity.loc[ids, "transfer"] - identity.loc[ids, "project-real"]).dropna().to_numpy()
-    boot = [rng.choice(d, len(d)).mean() for _ in range(10_000)]
+    low, high = paired_interval(d)
     paired.append(f"identity transfer - project-real, {g}, paired on {len(d)} faces (bootstrap, 10,000 resamples): "
-                  f"{d.mean():+.4f} [{np.percentile(boot, 2.5):+.4f}, {np.percentile(boot, 97.5):+.4f}]")
+                  f"{d.mean():+.4f} [{low:+.4f}, {high:+.4f}]")
 text = "\n".join([*lines, "", *paired]) + "\n"
 (out / "by-source.md").write_text(text)
 print(text)
