@@ -191,3 +191,25 @@ def test_images_live_in_id_subfolders_and_a_removed_source_takes_its_image_along
     assert result.processed == 0 and result.reused == 2
     assert not (out / gone["image_path"]).exists()
     assert all((out / r["image_path"]).is_file() for r in rows if r["id"] != gone["id"])
+
+
+def test_build_summary_counts_each_source_folder(fixture_dataset):
+    import re
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from drfhq_tools.report.summary import print_build_summary
+
+    manifest = pq.read_table(fixture_dataset / "manifest.parquet")
+    console = Console(record=True, width=240)
+    print_build_summary(SimpleNamespace(manifest=manifest, out=fixture_dataset, processed=0, reused=manifest.num_rows), console)
+    text = console.export_text()
+    m = manifest.select(["source_path", "status"]).to_pandas()
+    counts = pd.crosstab(m.source_path.map(lambda p: str(Path(p).parent)), m.status)
+    assert len(counts) >= 4 and counts["rejected"].sum() > 0 and "by source folder" in text
+    statuses = sorted(counts.columns, key=lambda s: (s != "ok", s))
+    for folder, row in counts[statuses].iterrows():
+        cells = r"\s*│\s*".join(str(int(n)) for n in row)
+        assert re.search(rf"{re.escape(folder)}\s*│\s*{cells}\s*│", text), folder

@@ -7,10 +7,11 @@ make one group per image, and is refused with a hint to bin it in the metadata f
 from __future__ import annotations
 
 import math
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ..dataset.rows import source_dir
 from ..errors import DrfhqError
 
 TAG_COLUMNS = ("gender", "age_group", "race")        # the default slices
@@ -22,7 +23,7 @@ UNKNOWN = "unknown"
 def slice_value(row: dict, column: str) -> str:
     """A row's group in one slice column; a missing value (None, NaN, empty) is 'unknown'. False and 0 are values."""
     if column == "source_dir":
-        return str(PurePosixPath(row["source_path"]).parent)       # '.' for files at the top of the source folder
+        return source_dir(row["source_path"])
     value = row.get(column)
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return UNKNOWN

@@ -4,7 +4,7 @@ and benchmarks (a torch Dataset, so training streams from disk through DataLoade
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -18,6 +18,12 @@ FACE_BOX = (0.25, 0.25, 0.75, 0.81)   # inner face of an FFHQ-aligned image (x0,
 # fixture renders (60 faces; spread about 0.04). Faces aligned outside a dataset (enhance) use it for the
 # identity term's chip transform, where translate uses its dataset's own median.
 ALIGNED_LANDMARKS5 = ((0.6771, 0.4722), (0.5742, 0.4838), (0.3266, 0.4653), (0.4280, 0.4764), (0.5037, 0.6512))
+
+
+def source_dir(source_path: str) -> str:
+    """The folder a render came from, relative to the build's source ('.' at its top): what bench slices and
+    build's summary count by, since a dataset gathered from several renderers or artists differs by it."""
+    return str(PurePosixPath(source_path).parent)
 
 
 def dataset_rows(dataset: Path, limit: int | None) -> tuple[list[dict], int]:
