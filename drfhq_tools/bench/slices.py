@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..dataset.rows import source_dir
@@ -63,9 +64,9 @@ def check_slices(manifest: Path, slices: tuple[str, ...], cross: tuple[str, ...]
     if not stored:
         return
     table = pq.read_table(manifest, columns=["status", *stored])
-    rows = [r for r in table.to_pylist() if r["status"] == "ok"]
-    for name in stored:
-        values = {slice_value(r, name) for r in rows}
+    table = table.filter(pc.equal(table["status"], "ok"))
+    for name in stored:      # distinct values first (vectorised: a manifest may hold millions of rows), then as grouped
+        values = {slice_value({name: v}, name) for v in pc.unique(table[name]).to_pylist()}
         if len(values) > MAX_GROUPS:
             raise DrfhqError(f"--slices/--cross {name}: {len(values)} distinct values among the usable rows of {manifest} "
                              f"(at most {MAX_GROUPS} make slices); bin it into bands in the metadata file first, "
