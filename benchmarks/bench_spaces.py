@@ -190,12 +190,11 @@ def slice_cells(by: dict, group: str, method: str) -> list[str]:
 
 
 def paired_interval(d: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of the mean of paired differences (NaN, NaN under two)."""
-    if len(d) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), (resamples, len(d)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    """95% bootstrap interval of the mean of paired differences (NaN, NaN under two): bench's own bootstrap."""
+    from drfhq_tools.bench.metrics import bootstrap_summary
+
+    summary = bootstrap_summary(d, resamples, seed)
+    return summary.ci_low, summary.ci_high
 
 
 def sheet(grid: list[list[Path]], tile: int, path: Path) -> None:
