@@ -529,3 +529,33 @@ def test_each_batch_is_drawn_as_soon_as_it_is_inverted(fixture_dataset, tiny_run
     monkeypatch.setattr(T.Projector, "project", project)
     T.translate(_cfg(fixture_dataset, tiny_run, out, methods=("transfer",)), log=lambda *a: None)
     assert seen == [0, 3] and len(list((out / "transfer").glob("*.png"))) == ROWS
+
+
+def test_a_dark_render_is_inverted_lifted_and_its_output_given_back_at_its_exposure(fixtures, fixture_dataset, tiny_run,
+                                                                                     tmp_path, monkeypatch):
+    from drfhq_tools.gan import exposure as E
+
+    models = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "x", steps=2))
+    face = (_aligned_face(fixtures)[0] + 1) * 127.5
+    renders = {"dark": (face / 12).round(), "lit": face.round()}          # one lit for a dark scene, one as photographed
+    seen = {}
+    project = T.Projector.project
+
+    def spy(self, targets, *args, **kw):
+        seen.update(zip(["dark", "lit"], E.inner_face_mean(targets).tolist()))
+        return project(self, targets, *args, **kw)
+    monkeypatch.setattr(T.Projector, "project", spy)
+    latents = tmp_path / "latents" / "g_render-k"
+    models.invert("g_render", latents, ["dark", "lit"],
+                  lambda i, r: torch.nn.functional.interpolate(renders[i][None], size=r, mode="area")[0])
+    dark, lit = (models.load_latent(latents / f"{i}.pt") for i in ("dark", "lit"))
+    assert abs(seen["dark"] - 0.3) < 0.01 and seen["lit"] > 0.4                 # the projector saw the dark one lifted
+    assert dark["exposure_gain"] > 3 and lit["exposure_gain"] == 1.0
+    assert T.inversion_record(dark)["exposure_gain"] == dark["exposure_gain"]
+    with torch.no_grad():
+        drawn = models.generator("g_real").synthesize(dark["ws"][None], noise={k: v[None] for k, v in dark["noise"].items()})
+        lit_drawn = models.generator("g_real").synthesize(lit["ws"][None], noise={k: v[None] for k, v in lit["noise"].items()})
+    given_back = models.decode("transfer", dark)[None]
+    assert torch.allclose(given_back, E.scale_exposure(drawn, torch.tensor([1 / dark["exposure_gain"]])), atol=1e-5)
+    assert float(E.inner_face_mean(given_back)) < float(E.inner_face_mean(drawn.clamp(-1, 1))) / 2
+    assert torch.equal(models.decode("transfer", lit)[None], lit_drawn)         # a lit render's output is untouched

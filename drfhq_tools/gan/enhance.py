@@ -110,6 +110,7 @@ ENHANCE_SCHEMA = pa.schema([
     pa.field("spread_kept", pa.float32()),        # 1 unless pulled towards W after its restarts (translate.parquet's)
     pa.field("truncation", pa.float32()),
     pa.field("gave_up", pa.bool_()),              # translate.parquet's: an early iterate kept after every restart
+    pa.field("exposure_gain", pa.float32()),      # translate.parquet's: > 1 where the face was inverted lifted
     pa.field("output", pa.string()),              # OUT-relative image written, null for unreadable files
     pa.field("key", pa.string()),
 ])

@@ -55,6 +55,7 @@ from ..errors import DrfhqError
 from ..io import atomic_save_image, atomic_write_json, png_text, sha256_file
 from ..runtime import keep_freed_memory
 from . import losses as L
+from .exposure import exposure_gains, scale_exposure
 from .networks import layer_swap, load_generator
 from .train import check_device, to_uint8
 
@@ -63,7 +64,7 @@ SOURCE = {"transfer": "g_render", "layer-swap": "g_render", "project-real": "g_r
 # the settings that change an inversion (batch, device and limit do not: each image has its own draws)
 INVERSION_SETTINGS = ("steps", "lr", "w_noise", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "loss_resolution", "seed",
                       "space", "space_regularize", "w_first", "start", "bank_size", "lpips_target", "restarts",
-                      "face_check")
+                      "face_check", "exposure_floor")
 SPACES = ("w", "w+", "w+reg")
 # Adam's rate when --lr is not given. One w: the StyleGAN2 projector's 0.1. Per-layer latents move 18-23 x 512
 # coordinates at once; at 0.1 the first steps could land on a flat image. Measured on the space table's 8 fixture
@@ -116,6 +117,8 @@ class TranslateConfig:
     face_check: bool = True                # an inversion whose output (for transfer: G_real's image) shows no face where the
                                            # render has one has collapsed too (dlib's detectors; seen on the GPU: a blue screen
                                            # with a face-coloured blob passed every statistics test)
+    exposure_floor: float = 0.3            # a target whose inner face is darker (sRGB mean) is inverted lifted to it in linear
+                                           # light and its output given back at the render's exposure (`exposure`; 0: off)
     batch: int = 4
     device: str = "cpu"
     limit: int | None = None
@@ -154,6 +157,8 @@ class TranslateConfig:
             raise DrfhqError("loss weights must be >= 0")
         if self.space_regularize < 0 or self.lpips_target < 0 or self.restarts < 0 or self.bank_size < 1:
             raise DrfhqError("--space-regularize, --lpips-target, --restarts must be >= 0 and --bank-size >= 1")
+        if not 0 <= self.exposure_floor < 1:
+            raise DrfhqError(f"--exposure-floor {self.exposure_floor}: an sRGB level in [0, 1) (0: off)")
         if not 0 <= self.w_first < 1:
             raise DrfhqError(f"--w-first {self.w_first}: a fraction of --steps in [0, 1)")
         if self.swap_resolution < 4 or self.swap_resolution & (self.swap_resolution - 1):
@@ -631,10 +636,13 @@ INVERSION_SCHEMA = pa.schema([
     pa.field("truncation", pa.float64()),         # spread kept, and of its w's distance from the mean w (0: the mean face)
     pa.field("gave_up", pa.bool_()),              # the latent kept is an early iterate because every later one was
                                                   # degenerate, after every restart: a face, often another person's
+    pa.field("exposure_gain", pa.float64()),      # the linear-light gain the render was inverted at (1: as it is;
+                                                  # > 1: darker than --exposure-floor, lifted; the output is given back)
 ])
 
 
-INVERSION_RECORD = ("lpips", "steps", "restarts", "collapsed", "steps_run", "spread_kept", "truncation", "gave_up")
+INVERSION_RECORD = ("lpips", "steps", "restarts", "collapsed", "steps_run", "spread_kept", "truncation", "gave_up",
+                    "exposure_gain")
 
 
 def inversion_record(saved: dict) -> dict:
@@ -726,6 +734,9 @@ class RunModels:
             chunk = missing[start:start + self.cfg.batch]
             projector = self.projector(src, latent_dir.parent)
             targets = torch.stack([load_target(i, projector.resolution).float() / 127.5 - 1 for i in chunk]).to(self.device)
+            gains = exposure_gains(targets, self.cfg.exposure_floor)
+            if (gains > 1).any():           # dark renders are inverted lifted; `decode` gives their exposure back
+                targets = scale_exposure(targets, gains)
             inv = projector.project(targets, [_row_seed(self.cfg.seed, i) for i in chunk],
                                     (lambda step, done=start, n=len(chunk): tick(done, n, step)) if tick else None)
             latent_dir.mkdir(parents=True, exist_ok=True)
@@ -735,7 +746,7 @@ class RunModels:
                             "lpips": float(inv.lpips[k]), "steps": int(inv.steps[k]), "restarts": int(inv.restarts[k]),
                             "collapsed": bool(inv.collapsed[k]), "steps_run": int(inv.steps_run[k]),
                             "spread_kept": float(inv.spread_kept[k]), "truncation": float(inv.truncation[k]),
-                            "gave_up": bool(inv.gave_up[k])}, tmp)
+                            "gave_up": bool(inv.gave_up[k]), "exposure_gain": float(gains[k])}, tmp)
                 tmp.replace(latent_dir / f"{i}.pt")
             if on_batch:
                 on_batch(chunk)
@@ -744,9 +755,12 @@ class RunModels:
         return torch.load(latent_file, map_location=self.device, weights_only=True)
 
     def decode(self, method: str, saved: dict) -> torch.Tensor:
-        """A saved latent (`load_latent`) -> 3 x R x R image in about [-1, 1] at the generator's resolution."""
+        """A saved latent (`load_latent`) -> 3 x R x R image in about [-1, 1] at the generator's resolution, at the
+        render's exposure (a target lifted for its inversion is divided by the same gain)."""
         with torch.no_grad():
-            return self.decoder(method).synthesize(saved["ws"][None], noise={k: v[None] for k, v in saved["noise"].items()} or None)[0]
+            image = self.decoder(method).synthesize(saved["ws"][None], noise={k: v[None] for k, v in saved["noise"].items()} or None)
+        gain = float(saved.get("exposure_gain", 1.0))
+        return (scale_exposure(image, torch.tensor([1 / gain])) if gain != 1 else image)[0]
 
 
 def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[str, Path]]:
