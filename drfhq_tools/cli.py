@@ -276,7 +276,7 @@ INVERSION_OPTIONS = (
     ("lpips_target", float, "Stop an image once its LPIPS reaches this (default 0: off)."),
     ("restarts", int, "Restarts of inversions that collapse (default 2)."),
     ("face_check", bool, "Count an output with no face where the render has one as collapsed (default on; dlib)."),
-    ("exposure_floor", float, "Renders whose inner face is darker (sRGB mean) are inverted lifted to it and given back at their exposure (default 0.3; 0: off)."),
+    ("exposure_floor", float, "> 0: renders whose inner face is darker (sRGB mean) are inverted lifted to it and given back at their exposure (default 0: off; 0.3 measured)."),
     ("batch", int, "Images inverted together (default 4)."),
     ("device", str, "cpu | cuda | cuda:N."),
     ("seed", int, "Seed of every random draw (default 0)."),

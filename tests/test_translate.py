@@ -535,7 +535,7 @@ def test_a_dark_render_is_inverted_lifted_and_its_output_given_back_at_its_expos
                                                                                      tmp_path, monkeypatch):
     from drfhq_tools.gan import exposure as E
 
-    models = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "x", steps=2))
+    models = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "x", steps=2, exposure_floor=0.3))
     face = (_aligned_face(fixtures)[0] + 1) * 127.5
     renders = {"dark": (face / 12).round(), "lit": face.round()}          # one lit for a dark scene, one as photographed
     seen = {}

@@ -117,8 +117,10 @@ class TranslateConfig:
     face_check: bool = True                # an inversion whose output (for transfer: G_real's image) shows no face where the
                                            # render has one has collapsed too (dlib's detectors; seen on the GPU: a blue screen
                                            # with a face-coloured blob passed every statistics test)
-    exposure_floor: float = 0.3            # a target whose inner face is darker (sRGB mean) is inverted lifted to it in linear
-                                           # light and its output given back at the render's exposure (`exposure`; 0: off)
+    exposure_floor: float = 0.0            # > 0: a target whose inner face is darker (sRGB mean) is inverted lifted to it in
+                                           # linear light and its output given back at the render's exposure (`exposure`).
+                                           # Off by default: measured at 0.3 (benchmarks/results/exposure-floor-cpu-2core) it
+                                           # ended every give-up on the dark renders but cost FID there and left one faint output
     batch: int = 4
     device: str = "cpu"
     limit: int | None = None
