@@ -1,7 +1,7 @@
 """Exposure of inversion targets: a dark render is inverted lifted, and its output given back at its own exposure.
 
 FFHQ's generators draw faces whose inner face (FACE_BOX of the aligned frame) averages 0.32 to 0.75 in sRGB
-(32 MobileStyleGAN samples; median 0.51). Renders lit for a dark scene sit far below that (0.05 to 0.16 on the
+(32 StyleGAN2 samples of the SFHQ set in the aligned_gan fixtures; median 0.51). Renders lit for a dark scene sit far below that (0.05 to 0.16 on the
 fixture renders that gave up), where LPIPS prefers a flat dark image to any face the generator can draw, and the
 inversion settles on an early iterate of someone else. Lifting the target in linear light (a camera's exposure,
 not a tone curve) to `floor` puts it where the generator has faces; dividing the output by the same gain gives
