@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dataset.rows import FACE_BOX
+from .losses import inner_face
 
 MAX_GAIN = 64.0       # six stops: an inner face at 1/64 of the floor's linear level is noise, not a face to lift further
 
@@ -30,9 +30,7 @@ def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
 
 def inner_face_mean(images: torch.Tensor) -> torch.Tensor:
     """Per image on [-1, 1]: the mean of its inner face (FACE_BOX) over pixels and channels, in sRGB on [0, 1]."""
-    s = images.shape[-1]
-    face = images[..., round(FACE_BOX[1] * s):round(FACE_BOX[3] * s), round(FACE_BOX[0] * s):round(FACE_BOX[2] * s)]
-    return ((face.clamp(-1, 1) + 1) / 2).mean(dim=[1, 2, 3])
+    return ((inner_face(images).clamp(-1, 1) + 1) / 2).mean(dim=[1, 2, 3])
 
 
 def scale_exposure(images: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,7 @@ from ..io import atomic_save_image, atomic_write_json, png_text, sha256_file
 from ..runtime import keep_freed_memory
 from . import losses as L
 from .exposure import exposure_gains, scale_exposure
+from .losses import inner_face as _inner_face
 from .networks import layer_swap, load_generator
 from .train import check_device, to_uint8
 
@@ -191,11 +192,6 @@ def noise_penalty(noise: dict[str, torch.Tensor]) -> torch.Tensor:
                 break
             x = F.avg_pool2d(x, 2)
     return total
-
-
-def _inner_face(x: torch.Tensor) -> torch.Tensor:
-    s = x.shape[-1]
-    return x[..., round(FACE_BOX[1] * s):round(FACE_BOX[3] * s), round(FACE_BOX[0] * s):round(FACE_BOX[2] * s)]
 
 
 def face_structure(images: torch.Tensor) -> torch.Tensor:
