@@ -189,6 +189,44 @@ def slice_cells(by: dict, group: str, method: str) -> list[str]:
             f"{lpips['value']:.3f}" if lpips else "–"]
 
 
+def source_table(run, rows, methods) -> tuple:
+    """A bench run sliced by source_dir -> (markdown lines, one per slice group and method: n, FID, KID, identity
+    [CI], faces found, LPIPS to the render, skin ΔE; the per-image identity cosines, image id x method; row id ->
+    its source folder)."""
+    import pandas as pd
+
+    by = {(r["grp"], r["method"], r["metric"]): r for r in run.results}
+    groups = ["all", *sorted({r["grp"] for r in run.results if r["slice"] == "source_dir"})]
+    folder = {r["id"]: str(Path(r["source_path"]).parent) for r in rows}
+    per_image = pd.DataFrame(run.per_image)
+    identity = per_image[per_image.metric == "identity_cosine"].pivot_table(index="image_id", columns="method", values="value")
+    found = per_image[per_image.metric == "face_found"]
+    lines = ["| renders | n | method | FID ↓ | KID ↓ ± std | identity ↑ [95% CI] | faces found | LPIPS to the render | skin ΔE00 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for g in groups:
+        ids = [i for i in folder if g == "all" or folder[i] == g]
+        for m in methods:
+            r = lambda metric: by[(g, m, metric)]
+            f = found[(found.method == m) & found.image_id.isin(ids)]["value"]
+            lines.append(f"| {g} | {r('fid')['n']} | {m} | {r('fid')['value']:.1f} | {r('kid')['value']:.3f} ± {r('kid')['std']:.3f} | "
+                         f"{r('identity_cosine')['value']:.4f} [{r('identity_cosine')['ci_low']:.4f}, {r('identity_cosine')['ci_high']:.4f}] | "
+                         f"{int(f.sum()) if len(f) else '–'}/{len(ids)} | {r('lpips')['value']:.3f} | {r('skin_delta_e')['value']:.2f} |")
+    return lines, identity, folder
+
+
+def paired_identity(identity, pairs, subsets: dict[str, list[str]]) -> list[str]:
+    """For each (a, b) method pair and named subset of image ids: the mean paired identity difference a - b with its
+    95% bootstrap interval (10,000 resamples), over the faces found in both."""
+    out = []
+    for a, b in pairs:
+        for name, ids in subsets.items():
+            d = (identity.reindex(ids)[a] - identity.reindex(ids)[b]).dropna().to_numpy()
+            if len(d) > 1:
+                low, high = paired_interval(d)
+                out.append(f"identity {a} - {b}, {name}, paired on {len(d)} faces: {d.mean():+.4f} [{low:+.4f}, {high:+.4f}]")
+    return out
+
+
 def paired_interval(d: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """95% bootstrap interval of the mean of paired differences (NaN, NaN under two): bench's own bootstrap."""
     from drfhq_tools.bench.metrics import bootstrap_summary

@@ -535,7 +535,7 @@ def test_a_dark_render_is_inverted_lifted_and_its_output_given_back_at_its_expos
                                                                                      tmp_path, monkeypatch):
     from drfhq_tools.gan import exposure as E
 
-    models = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "x", steps=2, exposure_floor=0.3))
+    models = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "x", steps=2, exposure_floor=0.3, exposure_lift="always"))
     face = (_aligned_face(fixtures)[0] + 1) * 127.5
     renders = {"dark": (face / 12).round(), "lit": face.round()}          # one lit for a dark scene, one as photographed
     seen = {}
@@ -559,3 +559,45 @@ def test_a_dark_render_is_inverted_lifted_and_its_output_given_back_at_its_expos
     assert torch.allclose(given_back, E.scale_exposure(drawn, torch.tensor([1 / dark["exposure_gain"]])), atol=1e-5)
     assert float(E.inner_face_mean(given_back)) < float(E.inner_face_mean(drawn.clamp(-1, 1))) / 2
     assert torch.equal(models.decode("transfer", lit)[None], lit_drawn)         # a lit render's output is untouched
+
+
+def test_a_dark_render_stuck_as_it_is_is_inverted_again_lifted_and_the_lifted_fit_kept_only_when_usable(
+        fixtures, fixture_dataset, tiny_run, tmp_path, monkeypatch):
+    from drfhq_tools.gan import exposure as E
+
+    models = T.RunModels(_cfg(fixture_dataset, tiny_run, tmp_path / "x", steps=2, batch=4))    # the default: floor 0.3, stuck
+    face = (_aligned_face(fixtures)[0] + 1) * 127.5
+    renders = {"stuck": (face / 12).round(), "stuck-lifted-too": (face / 10).round(), "fits": (face / 12).round(),
+               "lit": face.round()}
+    by_seed = {T._row_seed(0, i): i for i in renders}
+    calls = []
+    project = T.Projector.project
+
+    def judged(self, targets, seeds, *args, **kw):
+        # the verdict is the test's: "stuck" gives up unless lifted, "stuck-lifted-too" gives up either way
+        inv = project(self, targets, seeds, *args, **kw)
+        ids, dark = [by_seed[s] for s in seeds], (E.inner_face_mean(targets) < 0.29).tolist()
+        inv.gave_up = torch.tensor([i == "stuck-lifted-too" or (i == "stuck" and d) for i, d in zip(ids, dark)])
+        inv.collapsed = torch.zeros(len(ids), dtype=torch.bool)
+        kept = {k: getattr(inv, k).clone() for k in ("ws", "steps_run", "restarts")}      # as returned (invert adds to them)
+        calls.append((ids, E.inner_face_mean(targets).tolist(), kept))
+        return inv
+    monkeypatch.setattr(T.Projector, "project", judged)
+    latents = tmp_path / "latents" / "g_render-k"
+    models.invert("g_render", latents, list(renders),
+                  lambda i, r: torch.nn.functional.interpolate(renders[i][None], size=r, mode="area")[0])
+    saved = {i: models.load_latent(latents / f"{i}.pt") for i in renders}
+
+    assert [c[0] for c in calls] == [list(renders), ["stuck", "stuck-lifted-too"]]      # only the stuck dark ones again
+    assert max(calls[0][1][:3]) < 0.25 and all(abs(m - 0.3) < 0.01 for m in calls[1][1])  # first as they are, then lifted
+    first, lifted = calls[0][2], calls[1][2]
+    assert saved["stuck"]["exposure_gain"] > 3 and not saved["stuck"]["gave_up"]       # the lifted fit, kept
+    assert torch.equal(saved["stuck"]["ws"], lifted["ws"][0].cpu())
+    assert saved["stuck"]["steps_run"] == int(first["steps_run"][0] + lifted["steps_run"][0])
+    assert saved["stuck"]["restarts"] == int(first["restarts"][0] + 1 + lifted["restarts"][0])
+    # lifted and still stuck: the fit as it is stays (its output is not divided), and the try is counted
+    assert saved["stuck-lifted-too"]["exposure_gain"] == 1.0 and saved["stuck-lifted-too"]["gave_up"]
+    assert torch.equal(saved["stuck-lifted-too"]["ws"], first["ws"][1].cpu())
+    assert saved["stuck-lifted-too"]["steps_run"] == int(first["steps_run"][1] + lifted["steps_run"][1])
+    for i, k in (("fits", 2), ("lit", 3)):                 # a dark render that fits as it is, and a lit one: untouched
+        assert saved[i]["exposure_gain"] == 1.0 and torch.equal(saved[i]["ws"], first["ws"][k].cpu())

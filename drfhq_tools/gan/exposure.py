@@ -5,7 +5,8 @@ FFHQ's generators draw faces whose inner face (FACE_BOX of the aligned frame) av
 fixture renders that gave up), where LPIPS prefers a flat dark image to any face the generator can draw, and the
 inversion settles on an early iterate of someone else. Lifting the target in linear light (a camera's exposure,
 not a tone curve) to `floor` puts it where the generator has faces; dividing the output by the same gain gives
-back the render's exposure, so that colour kept and pasting into the scene still hold.
+back the render's exposure, so that colour kept and pasting into the scene still hold. translate lifts a render
+only when its inversion as it is is stuck (`--exposure-lift stuck`, the default) or always (`always`).
 Pure functions on N x 3 x R x R tensors in [-1, 1].
 """
 

@@ -27,6 +27,9 @@ With `--face-check` (default) an inversion has also collapsed when G_real's imag
 transfer and project-real output) is degenerate (far darker, another colour, flat; brighter is G_real's
 tone) or shows no face where the render shows one (dlib's detectors): G_render's image of a W+ latent can
 be a fine face while G_real's is a blob.
+A render darker than `--exposure-floor` (inner-face sRGB mean) that is still stuck after all that (gave up, or
+collapsed) is inverted once more, lifted in linear light to the floor (`exposure`), and that inversion is kept when
+it is usable; its output is divided by the same gain (`--exposure-lift always`: every darker render lifted at once).
 OUT/translate.parquet records each inversion's final LPIPS, the step kept, the steps run (every start),
 restarts and whether it stayed collapsed.
 Inversion follows the StyleGAN2 projector (Karras et al. 2020): start at the mean w, Adam with a
@@ -65,7 +68,7 @@ SOURCE = {"transfer": "g_render", "layer-swap": "g_render", "project-real": "g_r
 # the settings that change an inversion (batch, device and limit do not: each image has its own draws)
 INVERSION_SETTINGS = ("steps", "lr", "w_noise", "lpips_net", "w_pixel", "w_identity", "noise_regularize", "loss_resolution", "seed",
                       "space", "space_regularize", "w_first", "start", "bank_size", "lpips_target", "restarts",
-                      "face_check", "exposure_floor")
+                      "face_check", "exposure_floor", "exposure_lift")
 SPACES = ("w", "w+", "w+reg")
 # Adam's rate when --lr is not given. One w: the StyleGAN2 projector's 0.1. Per-layer latents move 18-23 x 512
 # coordinates at once; at 0.1 the first steps could land on a flat image. Measured on the space table's 8 fixture
@@ -73,11 +76,12 @@ SPACES = ("w", "w+", "w+reg")
 # collapsed in either generator (1 each at 0.1), LPIPS to the render 0.304 (0.340), FID 169 (226) at equal identity.
 LR_BY_SPACE = {"w": 0.1, "w+": 0.03, "w+reg": 0.03}
 STARTS = ("mean", "bank")
-INVERSION_RULE = 8        # bumped when the collapse rule or the restarts change: older latents are not reused
+EXPOSURE_LIFTS = ("stuck", "always")
+INVERSION_RULE = 9        # bumped when the collapse rule or the restarts change: older latents are not reused
                           # (4: only a usable iterate reaches --lpips-target; 5: restarts sample 4x more each time;
                           # 6: --face-check; 7: the pull towards W after the last restart; G_real's image may be brighter;
                           # an early usable iterate kept because the last was degenerate restarts; 8: the face check
-                          # finds faces as bench does)
+                          # finds faces as bench does; 9: a dark render that is stuck is inverted again lifted)
 GAVE_UP_BEFORE = 0.5      # an inversion whose last iterate was degenerate and whose kept one came before this fraction of
                           # --steps starts again too (a usable early iterate is often someone else's face: seen on dark renders)
 RESTART_CANDIDATES = 16   # latents sampled per image for the first restart from a mean start (x4 per further restart:
@@ -118,10 +122,13 @@ class TranslateConfig:
     face_check: bool = True                # an inversion whose output (for transfer: G_real's image) shows no face where the
                                            # render has one has collapsed too (dlib's detectors; seen on the GPU: a blue screen
                                            # with a face-coloured blob passed every statistics test)
-    exposure_floor: float = 0.0            # > 0: a target whose inner face is darker (sRGB mean) is inverted lifted to it in
-                                           # linear light and its output given back at the render's exposure (`exposure`).
-                                           # Off by default: measured at 0.3 (benchmarks/results/exposure-floor-cpu-2core) it
-                                           # ended every give-up on the dark renders but cost FID there and left one faint output
+    exposure_floor: float = 0.3            # a target whose inner face is darker (sRGB mean) may be inverted lifted to it in linear
+                                           # light, its output given back at the render's exposure (`exposure`); 0: never.
+                                           # FFHQ generators draw inner faces at 0.32-0.75 (the SFHQ StyleGAN2 fixtures)
+    exposure_lift: str = "stuck"           # stuck: only when its inversion as it is gave up or stayed collapsed after every
+                                           # restart (the lifted one kept when usable); always: every darker target, at once.
+                                           # Measured (benchmarks/results/exposure-floor-cpu-2core): always ended the seven
+                                           # give-ups of the dark renders but cost FID and one fit elsewhere; stuck keeps those fits
     batch: int = 4
     device: str = "cpu"
     limit: int | None = None
@@ -162,6 +169,8 @@ class TranslateConfig:
             raise DrfhqError("--space-regularize, --lpips-target, --restarts must be >= 0 and --bank-size >= 1")
         if not 0 <= self.exposure_floor < 1:
             raise DrfhqError(f"--exposure-floor {self.exposure_floor}: an sRGB level in [0, 1) (0: off)")
+        if self.exposure_lift not in EXPOSURE_LIFTS:
+            raise DrfhqError(f"--exposure-lift {self.exposure_lift}: choose from {', '.join(EXPOSURE_LIFTS)}")
         if not 0 <= self.w_first < 1:
             raise DrfhqError(f"--w-first {self.w_first}: a fraction of --steps in [0, 1)")
         if self.swap_resolution < 4 or self.swap_resolution & (self.swap_resolution - 1):
@@ -291,6 +300,17 @@ class Inversion:
         self.spread_kept = torch.ones(n) if self.spread_kept is None else self.spread_kept
         self.truncation = torch.ones(n) if self.truncation is None else self.truncation
 
+    def take(self, i: int, other: Inversion, j: int) -> None:
+        """Image i's result becomes other's image j (its counts of starts and steps run stay i's: the caller adds)."""
+        self.ws[i], self.lpips[i], self.steps[i], self.collapsed[i] = other.ws[j], other.lpips[j], other.steps[j], other.collapsed[j]
+        self.gave_up[i], self.spread_kept[i], self.truncation[i] = other.gave_up[j], other.spread_kept[j], other.truncation[j]
+        for k in self.noise:
+            self.noise[k][i] = other.noise[k][j]
+
+    def stuck(self) -> torch.Tensor:
+        """N bools: no usable fit (still collapsed, or an early iterate kept because every later one was degenerate)."""
+        return self.collapsed | self.gave_up
+
 
 class Projector:
     def __init__(self, generator, cfg: TranslateConfig, landmarks5: np.ndarray | None, bank_path: Path | None = None,
@@ -394,7 +414,7 @@ class Projector:
         target = L.resize_area(targets, self.resolution)
         best = self._optimise(target, self.starts(target, 0, gens), gens, progress, goal)
         for attempt in range(1, self.cfg.restarts + 1):
-            redo = (best.collapsed | best.gave_up).nonzero().flatten().tolist()
+            redo = best.stuck().nonzero().flatten().tolist()
             if not redo:
                 break
             again = self._optimise(target[redo], self.starts(target[redo], attempt, [gens[i] for i in redo]),
@@ -405,10 +425,7 @@ class Projector:
                 # a collapsed one takes any usable or closer result; a usable one that gave up, only a usable closer one
                 closer = bool(again.lpips[j] < best.lpips[i])
                 if (not bool(again.collapsed[j]) or closer) if bool(best.collapsed[i]) else (not bool(again.collapsed[j]) and closer):
-                    best.ws[i], best.lpips[i], best.steps[i], best.collapsed[i] = again.ws[j], again.lpips[j], again.steps[j], again.collapsed[j]
-                    best.gave_up[i] = again.gave_up[j]
-                    for k in best.noise:
-                        best.noise[k][i] = again.noise[k][j]
+                    best.take(i, again, j)
         if best.collapsed.any():
             self.pull_towards_w(target, best)
         return best
@@ -732,11 +749,8 @@ class RunModels:
             chunk = missing[start:start + self.cfg.batch]
             projector = self.projector(src, latent_dir.parent)
             targets = torch.stack([load_target(i, projector.resolution).float() / 127.5 - 1 for i in chunk]).to(self.device)
-            gains = exposure_gains(targets, self.cfg.exposure_floor)
-            if (gains > 1).any():           # dark renders are inverted lifted; `decode` gives their exposure back
-                targets = scale_exposure(targets, gains)
-            inv = projector.project(targets, [_row_seed(self.cfg.seed, i) for i in chunk],
-                                    (lambda step, done=start, n=len(chunk): tick(done, n, step)) if tick else None)
+            inv, gains = self._project_exposed(projector, targets, [_row_seed(self.cfg.seed, i) for i in chunk],
+                                               (lambda step, done=start, n=len(chunk): tick(done, n, step)) if tick else None)
             latent_dir.mkdir(parents=True, exist_ok=True)
             for k, i in enumerate(chunk):
                 tmp = latent_dir / f".{i}.pt.tmp"
@@ -748,6 +762,25 @@ class RunModels:
                 tmp.replace(latent_dir / f"{i}.pt")
             if on_batch:
                 on_batch(chunk)
+
+    def _project_exposed(self, projector: Projector, targets: torch.Tensor, seeds: list[int], progress) -> tuple[Inversion, torch.Tensor]:
+        """Invert targets under --exposure-floor / --exposure-lift -> (inversions, the gain each was inverted at; 1: as
+        it is). `decode` divides a lifted one's output by its gain. Each image's draws come from its seed, so a lifted
+        second try is the inversion `always` would have made of it."""
+        gains = exposure_gains(targets, self.cfg.exposure_floor)
+        if self.cfg.exposure_lift == "always":
+            return projector.project(scale_exposure(targets, gains) if (gains > 1).any() else targets, seeds, progress), gains
+        inv, used = projector.project(targets, seeds, progress), torch.ones_like(gains)
+        stuck = [k for k in range(len(targets)) if gains[k] > 1 and bool(inv.stuck()[k])]
+        if stuck:
+            lifted = projector.project(scale_exposure(targets[stuck], gains[stuck]), [seeds[k] for k in stuck])
+            for j, k in enumerate(stuck):
+                inv.restarts[k] += 1 + lifted.restarts[j]
+                inv.steps_run[k] += lifted.steps_run[j]
+                if not bool(lifted.stuck()[j]):       # else the fit as it is stays: LPIPS at two exposures do not compare
+                    inv.take(k, lifted, j)
+                    used[k] = gains[k]
+        return inv, used
 
     def load_latent(self, latent_file: Path) -> dict:
         return torch.load(latent_file, map_location=self.device, weights_only=True)

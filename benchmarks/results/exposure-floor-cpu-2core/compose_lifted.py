@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, "benchmarks")
-from bench_spaces import degenerate_report, paired_interval, sheet  # noqa: E402
+from bench_spaces import degenerate_report, paired_identity, sheet, source_table  # noqa: E402
 from drfhq_tools.bench.config import BenchConfig  # noqa: E402
 from drfhq_tools.bench.run import run_bench  # noqa: E402
 from drfhq_tools.dataset.rows import dataset_rows  # noqa: E402
@@ -46,31 +46,11 @@ columns = {"transfer-final": final / "composite" / "transfer", "transfer-floor0.
            "project-real-final": final / "composite" / "project-real"}
 run = run_bench(BenchConfig(dataset=str(dataset), real=str(real), out=str(out / "bench"), identity="dlib", slices=("source_dir",),
                             baselines=("input", *[f"{k}={v}" for k, v in columns.items()]), bootstrap=1000), log=lambda *a: None)
-by = {(r["grp"], r["method"], r["metric"]): r for r in run.results}
-groups = ["all", *sorted({r["grp"] for r in run.results if r["slice"] == "source_dir"})]
-folder = {r["id"]: str(Path(r["source_path"]).parent) for r in rows}
-per_image = pd.DataFrame(run.per_image)
-identity = per_image[per_image.metric == "identity_cosine"].pivot_table(index="image_id", columns="method", values="value")
-lines = ["| renders | n | method | FID ↓ | KID ↓ ± std | identity ↑ [95% CI] | faces found | LPIPS to the render | skin ΔE00 |",
-         "|---|---|---|---|---|---|---|---|---|"]
-found = per_image[per_image.metric == "face_found"]
-for g in groups:
-    for m in ("input", *columns):
-        r = lambda metric: by[(g, m, metric)]
-        ids = [i for i in folder if g == "all" or folder[i] == g]
-        f = found[(found.method == m) & found.image_id.isin(ids)]["value"]
-        lines.append(f"| {g} | {r('fid')['n']} | {m} | {r('fid')['value']:.1f} | {r('kid')['value']:.3f} ± {r('kid')['std']:.3f} | "
-                     f"{r('identity_cosine')['value']:.4f} [{r('identity_cosine')['ci_low']:.4f}, {r('identity_cosine')['ci_high']:.4f}] | "
-                     f"{int(f.sum()) if len(f) else '–'}/{len(ids)} | {r('lpips')['value']:.3f} | {r('skin_delta_e')['value']:.2f} |")
-paired = []
+lines, identity, folder = source_table(run, rows, ("input", *columns))
 subsets = {"all": list(folder), "lifted": lifted.id.tolist(), "gave up before": [i for i in lifted.id if int(old.loc[i, "steps"]) < 50]}   # older rows lack the gave_up column
-subsets |= {g: [i for i in folder if folder[i] == g] for g in groups[1:]}
-for a, b in (("transfer-floor0.3", "transfer-final"), ("transfer-floor0.3", "project-real-final"), ("transfer-final", "project-real-final")):
-    for name, ids in subsets.items():
-        d = (identity.reindex(ids)[a] - identity.reindex(ids)[b]).dropna().to_numpy()
-        if len(d) > 1:
-            low, high = paired_interval(d)
-            paired.append(f"identity {a} - {b}, {name}, paired on {len(d)} faces: {d.mean():+.4f} [{low:+.4f}, {high:+.4f}]")
+subsets |= {g: [i for i in folder if folder[i] == g] for g in sorted(set(folder.values()))}
+paired = paired_identity(identity, (("transfer-floor0.3", "transfer-final"), ("transfer-floor0.3", "project-real-final"),
+                                    ("transfer-final", "project-real-final")), subsets)
 text = "\n".join([*lines, "", "Paired (bootstrap, 10,000 resamples):", "", *[f"- {p}" for p in paired]]) + "\n"
 (out / "table.md").write_text(text)
 print(text)
