@@ -269,7 +269,7 @@ def degenerate_report(rows, folders: dict[str, Path], out: Path) -> dict:
     print(f"inner faces of {len(rows)} outputs per method (grey 0-255): dark, mean < {DARK_GREY:g} and < half the render's; "
           f"faint, contrast < {FAINT_RATIO:g} x the render's")
     print(f"  {'method':22} {'min mean':>8} {'mean':>6} {'min contrast/render':>19} {f'< {DARK_GREY:g}':>4} {'dark':>4} {'faint':>5}"
-          f" {'restarted':>9} {'pulled':>6} {'flagged':>7}")
+          f" {'restarted':>9} {'pulled':>6} {'flagged':>7} {'gave up':>7} {'lifted':>6}")
     report, faintest = {}, []
     for name, folder in folders.items():
         faces = {i: inner(folder / f"{i}.png") for i in renders if (folder / f"{i}.png").is_file()}    # a cut-short run: fewer
@@ -285,11 +285,14 @@ def degenerate_report(rows, folders: dict[str, Path], out: Path) -> dict:
             "faint": sorted(i for i, r in ratios.items() if r < FAINT_RATIO),
             "restarted": int((table["restarts"] > 0).sum()), "flagged": int(table["collapsed"].sum()),
             # pulled towards W after the last restart (tables written before the pull have no such columns)
-            "pulled": int(((table["spread_kept"] < 1) | (table["truncation"] < 1)).sum()) if "spread_kept" in table else 0}
+            "pulled": int(((table["spread_kept"] < 1) | (table["truncation"] < 1)).sum()) if "spread_kept" in table else 0,
+            "gave_up": int(table["gave_up"].fillna(False).astype(bool).sum()) if "gave_up" in table else 0,
+            "lifted": int((table["exposure_gain"] > 1).sum()) if "exposure_gain" in table else 0}
         report[name] = entry
         faintest += [(ratios[i], name, i) for i in sorted(ratios, key=ratios.get)[:4]]
         print(f"  {name:22} {entry['min_mean']:8.1f} {entry['mean']:6.1f} {entry['min_contrast_ratio']:19.2f} "
-              f"{len(entry['under_dark_grey']):4d} {len(entry['dark']):4d} {len(entry['faint']):5d} {entry['restarted']:9d} {entry['pulled']:6d} {entry['flagged']:7d}")
+              f"{len(entry['under_dark_grey']):4d} {len(entry['dark']):4d} {len(entry['faint']):5d} {entry['restarted']:9d} {entry['pulled']:6d} {entry['flagged']:7d} "
+              f"{entry['gave_up']:7d} {entry['lifted']:6d}")
     render_files = {r["id"]: Path(r["image_file"]) for r in rows}
     faintest.sort()
     sheet([[render_files[i], folders[name] / f"{i}.png"] for _, name, i in faintest], 160, out / "degenerate.jpg")

@@ -123,7 +123,9 @@ def main() -> None:
             "by_generator": {
                 g: {"faces": len(rs), "mean_lpips": sum(r["lpips"] for r in rs) / len(rs),
                     "collapsed": sum(bool(r["collapsed"]) for r in rs), "restarts": sum(r["restarts"] or 0 for r in rs),
-                    "pulled_towards_w": sum(any(r.get(k) is not None and r[k] < 1 for k in ("spread_kept", "truncation")) for r in rs)}
+                    "pulled_towards_w": sum(any(r.get(k) is not None and r[k] < 1 for k in ("spread_kept", "truncation")) for r in rs),
+                    "gave_up": sum(bool(r.get("gave_up")) for r in rs),
+                    "inverted_lifted": sum((r.get("exposure_gain") or 1) > 1 for r in rs)}
                 for g in sorted({r["generator"] for r in inv}) for rs in [[r for r in inv if r["generator"] == g]]},
         }
         report["translate_grid"] = translate_grid(args.carry / "stage" / "transfer" / "data" / "held", work / "translated",

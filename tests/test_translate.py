@@ -391,6 +391,7 @@ def test_translate_records_each_inversion(fixture_dataset, tiny_run, tmp_path):
     # the loose target stops a face at its first usable iterate (a degenerate one does not count), else after 4 steps
     assert all(0 <= r["steps"] <= 4 and r["lpips"] >= 0 and r["lpips_net"] == "alex" for r in table)
     assert all(isinstance(r["restarts"], int) and isinstance(r["collapsed"], bool) and isinstance(r["gave_up"], bool) for r in table)
+    assert all(r["exposure_gain"] >= 1 for r in table)
     # nothing was pulled towards W: only an inversion still collapsed after its restarts is
     assert all(r["spread_kept"] == 1.0 and r["truncation"] == 1.0 for r in table if not r["collapsed"] and r["restarts"] == 0)
 

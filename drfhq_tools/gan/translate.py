@@ -10,7 +10,9 @@ by every setting that changes it (`INVERSION_SETTINGS`), and lives in OUT/latent
 an output image carries its own key (inversion key, decoder hashes, method settings, size) in a PNG
 text chunk and is redrawn when the key differs. OUT/<method>/provenance.json says which checkpoint and
 settings made the folder's images. Each image's random draws come from its own seed (run seed, row
-id), so an inversion does not depend on the batch it ran in.
+id) and its loss is its own. Its numbers still depend on the batch and the device: batched kernels round
+differently, and Adam's normalised steps amplify that (benchmarks/results/exposure-lift-stuck-cpu-2core: batch 6
+against 1). The cache key leaves --batch and --device out.
 Inversion options: `--space w|w+|w+reg` (one w for every layer; free per-layer W+; W+ with each layer
 pulled towards the layers' mean, e4e-style), `--w-first` (the fraction of steps that move one w, at w's
 rate, before each layer moves on its own), `--start mean|bank` (the mean w, or the nearest of a bank
@@ -766,7 +768,7 @@ class RunModels:
     def _project_exposed(self, projector: Projector, targets: torch.Tensor, seeds: list[int], progress) -> tuple[Inversion, torch.Tensor]:
         """Invert targets under --exposure-floor / --exposure-lift -> (inversions, the gain each was inverted at; 1: as
         it is). `decode` divides a lifted one's output by its gain. Each image's draws come from its seed, so a lifted
-        second try is the inversion `always` would have made of it."""
+        second try is the inversion `always` would have made of it, at that batch size."""
         gains = exposure_gains(targets, self.cfg.exposure_floor)
         if self.cfg.exposure_lift == "always":
             return projector.project(scale_exposure(targets, gains) if (gains > 1).any() else targets, seeds, progress), gains
