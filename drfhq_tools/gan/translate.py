@@ -773,13 +773,14 @@ class RunModels:
         if self.cfg.exposure_lift == "always":
             return projector.project(scale_exposure(targets, gains) if (gains > 1).any() else targets, seeds, progress), gains
         inv, used = projector.project(targets, seeds, progress), torch.ones_like(gains)
-        stuck = [k for k in range(len(targets)) if gains[k] > 1 and bool(inv.stuck()[k])]
+        stuck = ((gains > 1) & inv.stuck().cpu()).nonzero().flatten().tolist()
         if stuck:
             lifted = projector.project(scale_exposure(targets[stuck], gains[stuck]), [seeds[k] for k in stuck])
+            still_stuck = lifted.stuck().tolist()
             for j, k in enumerate(stuck):
                 inv.restarts[k] += 1 + lifted.restarts[j]
                 inv.steps_run[k] += lifted.steps_run[j]
-                if not bool(lifted.stuck()[j]):       # else the fit as it is stays: LPIPS at two exposures do not compare
+                if not still_stuck[j]:       # else the fit as it is stays: LPIPS at two exposures do not compare
                     inv.take(k, lifted, j)
                     used[k] = gains[k]
         return inv, used
