@@ -25,8 +25,14 @@ def test_translate_writes_one_output_per_row_for_each_method(fixture_dataset, ti
     from drfhq_tools.bench.run import dataset_rows
 
     rows, size = dataset_rows(fixture_dataset, ROWS)
-    results = T.translate(_cfg(fixture_dataset, tiny_run, tmp_path / "tr"), log=lambda *a: None)
+    bar = []
+    results = T.translate(_cfg(fixture_dataset, tiny_run, tmp_path / "tr"), log=lambda *a: None,
+                          progress=lambda done, total, label: bar.append((done, total)))
     assert set(results) == set(T.METHODS)
+    restarts = [torch.load(f)["restarts"] for f in (tmp_path / "tr" / "latents").glob("*/*.pt")]
+    # the bar: both generators' first passes, each restart added as it ran; never backwards, never past its end
+    assert bar[-1] == (bar[-1][1], 4 * (2 * ROWS + sum(restarts)))
+    assert all(a[0] <= b[0] and a[1] <= b[1] and b[0] <= b[1] for a, b in zip(bar, bar[1:]))
     for method, paths in results.items():
         assert sorted(paths) == sorted(r["id"] for r in rows)
         for path in paths.values():
@@ -43,8 +49,11 @@ def test_translate_writes_one_output_per_row_for_each_method(fixture_dataset, ti
     for method in T.METHODS:
         for p in (tmp_path / "tr" / method).glob("*.png"):
             p.unlink()
-    again = T.translate(_cfg(fixture_dataset, tiny_run, tmp_path / "tr"), log=lambda *a: None)
+    bar.clear()
+    again = T.translate(_cfg(fixture_dataset, tiny_run, tmp_path / "tr"), log=lambda *a: None,
+                        progress=lambda done, total, label: bar.append((done, total)))
     assert all(len(v) == ROWS for v in again.values())
+    assert bar[-1] == (4 * 2 * ROWS, 4 * 2 * ROWS)          # inversions already there count as done
 
 
 def test_reruns_reuse_only_what_the_same_checkpoint_and_settings_made(fixture_dataset, tiny_run, tmp_path, monkeypatch):
@@ -585,9 +594,16 @@ def test_a_dark_render_stuck_as_it_is_is_inverted_again_lifted_and_the_lifted_fi
         return inv
     monkeypatch.setattr(T.Projector, "project", judged)
     latents = tmp_path / "latents" / "g_render-k"
+    bar = []
+    meter = T.StepMeter(lambda done, total, label: bar.append((done, total, label)), planned=2 * len(renders))
     models.invert("g_render", latents, list(renders),
-                  lambda i, r: torch.nn.functional.interpolate(renders[i][None], size=r, mode="area")[0])
+                  lambda i, r: torch.nn.functional.interpolate(renders[i][None], size=r, mode="area")[0], meter)
     saved = {i: models.load_latent(latents / f"{i}.pt") for i in renders}
+    # the bar: the lifted second try (and any restart) is planned as it starts and named while it runs
+    assert bar[-1] == (2 * sum(1 + s["restarts"] for s in saved.values()),) * 2 + ("inverting",)
+    assert all(a[0] <= b[0] <= b[1] and a[1] <= b[1] for a, b in zip(bar, bar[1:]))
+    lifting = [b for b in bar if b[2].startswith("inverting (lifted")]
+    assert lifting and lifting[0][1] >= 2 * len(renders) + 2 * 2 and lifting[0][0] >= 2 * len(renders)
 
     assert [c[0] for c in calls] == [list(renders), ["stuck", "stuck-lifted-too"]]      # only the stuck dark ones again
     assert max(calls[0][1][:3]) < 0.25 and all(abs(m - 0.3) < 0.01 for m in calls[1][1])  # first as they are, then lifted

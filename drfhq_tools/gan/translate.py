@@ -33,7 +33,8 @@ A render darker than `--exposure-floor` (inner-face sRGB mean) that is still stu
 collapsed) is inverted once more, lifted in linear light to the floor (`exposure`), and that inversion is kept when
 it is usable; its output is divided by the same gain (`--exposure-lift always`: every darker render lifted at once).
 OUT/translate.parquet records each inversion's final LPIPS, the step kept, the steps run (every start),
-restarts and whether it stayed collapsed.
+restarts and whether it stayed collapsed. The progress bar counts image-steps (`StepMeter`): a restart or a lifted
+second try adds its steps to the total as it starts, and the bar's label names it while it runs.
 Inversion follows the StyleGAN2 projector (Karras et al. 2020): start at the mean w, Adam with a
 ramped learning rate and decaying noise on w, LPIPS (+ pixel MSE, + optional identity) on images
 downsampled to --loss-resolution, and, for generators with noise inputs, per-image noise maps with the
@@ -43,6 +44,7 @@ projector's multi-scale autocorrelation penalty. Inversions are kept in OUT/late
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -314,6 +316,35 @@ class Inversion:
         return self.collapsed | self.gave_up
 
 
+class StepMeter:
+    """Inversion work for a progress bar, in image-steps (one image optimised one step), done and planned. A restart
+    or a lifted second try adds its steps to the plan as it starts and names itself in the label, so the bar neither
+    stands still nor runs past its end while that extra work runs."""
+
+    def __init__(self, report=None, planned: int = 0, label: str = "inverting"):
+        self.report, self.planned, self.done, self.label = report, planned, 0, label
+
+    def advance(self, image_steps: int) -> None:
+        self.done += image_steps
+        self._show()
+
+    @contextlib.contextmanager
+    def extra(self, image_steps: int, label: str):
+        """Plan `image_steps` more under `label` (the label goes back when they are done)."""
+        before, self.label = self.label, f"{self.label} ({label})"
+        self.planned += image_steps
+        self._show()
+        try:
+            yield self
+        finally:
+            self.label = before
+            self._show()
+
+    def _show(self) -> None:
+        if self.report:
+            self.report(self.done, self.planned, self.label)
+
+
 class Projector:
     def __init__(self, generator, cfg: TranslateConfig, landmarks5: np.ndarray | None, bank_path: Path | None = None,
                  output_check=None):
@@ -402,25 +433,28 @@ class Projector:
         return torch.stack(rows)
 
     # ---------------------------------------------------------------- the optimisation
-    def project(self, targets: torch.Tensor, seeds: list[int] | None = None, progress=None,
+    def project(self, targets: torch.Tensor, seeds: list[int] | None = None, progress: StepMeter | None = None,
                 lpips_targets: torch.Tensor | None = None) -> Inversion:
         """targets: N x 3 x R x R in [-1, 1] -> their inversions. seeds: one per image for its noise
         start, restarts and w jitter (default: the run seed + index). lpips_targets: a per-image
         `--lpips-target` (default: the config's for all). Collapsed inversions are run again from other
         starts (up to `restarts` times); the better of the two is kept. One still collapsed after the last
-        restart is pulled towards W (`pull_towards_w`)."""
+        restart is pulled towards W (`pull_towards_w`). progress: advanced by N x steps for the first pass
+        (planned by the caller); each restart plans its own."""
         n = targets.shape[0]
         gens = [torch.Generator().manual_seed(s) for s in (seeds or [self.cfg.seed + i for i in range(n)])]
         goal = (torch.full((n,), float(self.cfg.lpips_target)) if lpips_targets is None
                 else torch.as_tensor(lpips_targets, dtype=torch.float32).reshape(n).cpu())
         target = L.resize_area(targets, self.resolution)
+        progress = progress or StepMeter()
         best = self._optimise(target, self.starts(target, 0, gens), gens, progress, goal)
         for attempt in range(1, self.cfg.restarts + 1):
             redo = best.stuck().nonzero().flatten().tolist()
             if not redo:
                 break
-            again = self._optimise(target[redo], self.starts(target[redo], attempt, [gens[i] for i in redo]),
-                                   [gens[i] for i in redo], None, goal[redo])
+            with progress.extra(len(redo) * self.cfg.steps, f"restart {attempt}"):
+                again = self._optimise(target[redo], self.starts(target[redo], attempt, [gens[i] for i in redo]),
+                                       [gens[i] for i in redo], progress, goal[redo])
             for j, i in enumerate(redo):
                 best.restarts[i] += 1
                 best.steps_run[i] += again.steps_run[j]
@@ -477,7 +511,7 @@ class Projector:
         full = ws.expand(-1, g.num_ws, -1) if ws.shape[1] == 1 else ws
         return L.resize_area(g.synthesize(full + jitter, noise=noise or None), self.resolution)
 
-    def _optimise(self, target: torch.Tensor, start: torch.Tensor, gens: list[torch.Generator], progress,
+    def _optimise(self, target: torch.Tensor, start: torch.Tensor, gens: list[torch.Generator], progress: StepMeter,
                   goal: torch.Tensor) -> Inversion:
         cfg, g = self.cfg, self.g
         n = target.shape[0]
@@ -506,6 +540,7 @@ class Projector:
         # the projector's exploration noise on w is for a start far from the target (the mean w); a bank
         # start is already near it, and jitter there only keeps LPIPS up in a short run
         noise_scale = cfg.w_noise if cfg.start == "mean" else 0.0
+        counted = 0
         for step in range(cfg.steps):
             t = step / cfg.steps
             if w_phase and step == w_phase:     # each layer from here on, from the w reached; Adam starts afresh
@@ -554,8 +589,9 @@ class Projector:
             with torch.no_grad():      # the projector keeps noise maps unit-variance
                 for v in noise.values():
                     v.sub_(v.mean(dim=[1, 2, 3], keepdim=True)).div_(v.square().mean(dim=[1, 2, 3], keepdim=True).sqrt())
-            if progress:
-                progress(step + 1)
+            progress.advance(n)
+            counted += n
+        progress.advance(n * cfg.steps - counted)     # the steps an early stop saved count as done: the plan was n x steps
         with torch.no_grad():
             for i in active.nonzero().flatten().tolist():
                 kept_ws[i] = ws.detach()[i]
@@ -743,16 +779,17 @@ class RunModels:
                                       if method == "layer-swap" else self.generator("g_real"))
         return self._decoders[method]
 
-    def invert(self, src: str, latent_dir: Path, ids: list[str], load_target, tick=None, on_batch=None) -> None:
+    def invert(self, src: str, latent_dir: Path, ids: list[str], load_target, progress: StepMeter | None = None,
+               on_batch=None) -> None:
         """Invert every id without a latent in `latent_dir` (load_target(id, R) -> its 3 x R x R uint8
-        tensor); each latent is saved atomically as soon as its batch is done, and on_batch(ids) is told."""
+        tensor); each latent is saved atomically as soon as its batch is done, and on_batch(ids) is told.
+        progress: advanced by steps for each id inverted (the caller plans those), plus any restart or lift."""
         missing = [i for i in ids if not (latent_dir / f"{i}.pt").is_file()]
         for start in range(0, len(missing), self.cfg.batch):
             chunk = missing[start:start + self.cfg.batch]
             projector = self.projector(src, latent_dir.parent)
             targets = torch.stack([load_target(i, projector.resolution).float() / 127.5 - 1 for i in chunk]).to(self.device)
-            inv, gains = self._project_exposed(projector, targets, [_row_seed(self.cfg.seed, i) for i in chunk],
-                                               (lambda step, done=start, n=len(chunk): tick(done, n, step)) if tick else None)
+            inv, gains = self._project_exposed(projector, targets, [_row_seed(self.cfg.seed, i) for i in chunk], progress)
             latent_dir.mkdir(parents=True, exist_ok=True)
             for k, i in enumerate(chunk):
                 tmp = latent_dir / f".{i}.pt.tmp"
@@ -765,17 +802,19 @@ class RunModels:
             if on_batch:
                 on_batch(chunk)
 
-    def _project_exposed(self, projector: Projector, targets: torch.Tensor, seeds: list[int], progress) -> tuple[Inversion, torch.Tensor]:
+    def _project_exposed(self, projector: Projector, targets: torch.Tensor, seeds: list[int],
+                         progress: StepMeter | None) -> tuple[Inversion, torch.Tensor]:
         """Invert targets under --exposure-floor / --exposure-lift -> (inversions, the gain each was inverted at; 1: as
         it is). `decode` divides a lifted one's output by its gain. Each image's draws come from its seed, so a lifted
         second try is the inversion `always` would have made of it, at that batch size."""
-        gains = exposure_gains(targets, self.cfg.exposure_floor)
+        gains, progress = exposure_gains(targets, self.cfg.exposure_floor), progress or StepMeter()
         if self.cfg.exposure_lift == "always":
             return projector.project(scale_exposure(targets, gains) if (gains > 1).any() else targets, seeds, progress), gains
         inv, used = projector.project(targets, seeds, progress), torch.ones_like(gains)
         stuck = ((gains > 1) & inv.stuck().cpu()).nonzero().flatten().tolist()
         if stuck:
-            lifted = projector.project(scale_exposure(targets[stuck], gains[stuck]), [seeds[k] for k in stuck])
+            with progress.extra(len(stuck) * self.cfg.steps, "lifted"):
+                lifted = projector.project(scale_exposure(targets[stuck], gains[stuck]), [seeds[k] for k in stuck], progress)
             still_stuck = lifted.stuck().tolist()
             for j, k in enumerate(stuck):
                 inv.restarts[k] += 1 + lifted.restarts[j]
@@ -812,15 +851,15 @@ def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[
     files = {r["id"]: r["image_file"] for r in rows}
     pending = {src: [r["id"] for r in rows if any(r["id"] in todo[m] for m in cfg.methods if SOURCE[m] == src)]
                for src in ("g_render", "g_real")}
-    todo_total, done = sum(len(v) for v in pending.values()) * cfg.steps, 0
+    # the plan: every pending id's first pass (restarts and lifts add theirs as they start); an id whose latent is
+    # already there counts as done at once
+    meter = StepMeter(progress, sum(len(v) for v in pending.values()) * cfg.steps)
     for src, ids in pending.items():
         if not ids:
             continue
         latent_dir = out / "latents" / f"{src}-{keys['inversion'][src]}"
-
-        def tick(first, count, step, base=done):
-            if progress:
-                progress(base + first * cfg.steps + step * count, todo_total)
+        there = sum((latent_dir / f"{i}.pt").is_file() for i in ids)
+        meter.advance(there * cfg.steps)
         drawn: set[str] = set()
 
         def draw(batch, src=src, latent_dir=latent_dir, drawn=drawn):      # each batch's outputs as soon as it is inverted
@@ -830,11 +869,8 @@ def translate(cfg: TranslateConfig, progress=None, log=print) -> dict[str, dict[
                     if SOURCE[method] == src and i in todo[method]:
                         _save(models.decode(method, saved), out / method / f"{i}.png", size, keys["outputs"][method])
                 drawn.add(i)
-        models.invert(src, latent_dir, ids, lambda i, resolution: load_aligned(files[i], resolution), tick, draw)
+        models.invert(src, latent_dir, ids, lambda i, resolution: load_aligned(files[i], resolution), meter, draw)
         draw([i for i in ids if i not in drawn])          # those whose latents were there already
-        done += len(ids) * cfg.steps
-        if progress:
-            progress(done, todo_total)
     _write_inversion_table(out, rows, {src: out / "latents" / f"{src}-{keys['inversion'][src]}"
                                        for src in {SOURCE[m] for m in cfg.methods}}, cfg.lpips_net)
     results = {m: {r["id"]: out / m / f"{r['id']}.png" for r in rows} for m in cfg.methods}
