@@ -48,7 +48,10 @@ for method, runs in lifted_runs.items():
     for r in rows:
         source = Path(lifted.loc[r["id"], "folder"]) / method if r["id"] in kept else final / "composite" / method
         shutil.copyfile(source / f"{r['id']}.png", column / f"{r['id']}.png")
-    records.append(pd.concat([old.drop(index=kept).reset_index(), lifted.loc[kept].reset_index().assign(method=method)],
+    # a kept lifted row costs what `stuck` spends: the tries as it is, one more start, and the lifted run's own
+    cost = lifted.loc[kept].assign(restarts=lifted.loc[kept, "restarts"] + old.loc[kept, "restarts"] + 1,
+                                   steps_run=lifted.loc[kept, "steps_run"] + old.loc[kept, "steps_run"])
+    records.append(pd.concat([old.drop(index=kept).reset_index(), cost.reset_index().assign(method=method)],
                              ignore_index=True).drop(columns=["folder", "source"], errors="ignore"))
     lifted.loc[tried].drop(columns=["folder", "inversion_key", "lpips_net"]).assign(method=method, kept=[i in kept for i in tried]) \
         .reset_index().to_csv(out / f"{method}-lifted-rows.csv", index=False)
