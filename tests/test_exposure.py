@@ -17,6 +17,13 @@ def test_srgb_transfer_functions_invert_each_other():
     x = torch.linspace(0, 1, 1001)
     assert torch.allclose(E.linear_to_srgb(E.srgb_to_linear(x)), x, atol=1e-6)
     assert abs(float(E.srgb_to_linear(torch.tensor(0.5))) - 0.2140) < 1e-4       # the standard's mid grey
+    # one curve for torch (exposure) and numpy (bench's CIELAB): the same values, each kind given back as it came
+    from drfhq_tools.colour import linear_to_srgb, srgb_to_linear
+
+    for curve in (srgb_to_linear, linear_to_srgb):
+        on_numpy = curve(x.double().numpy())
+        assert isinstance(on_numpy, np.ndarray) and np.allclose(on_numpy, curve(x.double()).numpy(), rtol=0, atol=1e-12)
+    assert np.allclose(srgb_to_linear(np.array([0.0, 0.04045, 1.0])), [0.0, 0.04045 / 12.92, 1.0])
 
 
 def test_a_dark_face_is_lifted_to_the_floor_and_a_bright_one_is_left_alone(fixtures):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..colour import srgb_to_linear
+
 
 def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     features = np.asarray(features, dtype=np.float64)
@@ -259,7 +261,7 @@ _D65 = np.array([0.95047, 1.0, 1.08883])
 def srgb_to_cielab(rgb: np.ndarray) -> np.ndarray:
     """CIE L*a*b* (D65) of uint8 sRGB, ... x 3 -> ... x 3 float64."""
     c = np.asarray(rgb, dtype=np.float64) / 255.0
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    linear = srgb_to_linear(c)
     xyz = linear @ _SRGB_TO_XYZ.T / _D65
     eps, kappa = 216 / 24389, 24389 / 27
     f = np.where(xyz > eps, np.cbrt(xyz), (kappa * xyz + 16) / 116)

@@ -7,26 +7,17 @@ inversion settles on an early iterate of someone else. Lifting the target in lin
 not a tone curve) to `floor` puts it where the generator has faces; dividing the output by the same gain gives
 back the render's exposure, so that colour kept and pasting into the scene still hold. translate lifts a render
 only when its inversion as it is is stuck (`--exposure-lift stuck`, the default) or always (`always`).
-Pure functions on N x 3 x R x R tensors in [-1, 1].
+Pure functions on N x 3 x R x R tensors in [-1, 1]; the sRGB curve is `colour`'s.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..colour import linear_to_srgb, srgb_to_linear
 from .losses import inner_face
 
 MAX_GAIN = 64.0       # six stops: an inner face at 1/64 of the floor's linear level is noise, not a face to lift further
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """sRGB on [0, 1] -> linear light on [0, 1] (IEC 61966-2-1)."""
-    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0) + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    """Linear light on [0, 1] -> sRGB on [0, 1]."""
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
 
 
 def inner_face_mean(images: torch.Tensor) -> torch.Tensor:
