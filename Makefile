@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 DRFHQ  := $(VENV)/bin/drfhq
+TFJS   := @tensorflow/tfjs-core@4.22.0 @tensorflow/tfjs-backend-cpu@4.22.0 @tensorflow/tfjs-converter@4.22.0
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml Makefile | sha256sum | cut -c1-12)
 
 .PHONY: setup demo transfer test bench clean-demo
@@ -16,6 +17,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q -r requirements.lock
 	$(PY) -m pip install -q --no-deps anny==0.6.2   # its warp-lang dependency is optional for heads: skip it
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	# TensorFlow.js (pure JS, CPU): the yardstick tests/test_tfjs_graph.py checks our TF.js graph reader against
+	if command -v npm >/dev/null; then npm install -s --no-audit --no-fund --prefix $(VENV)/node $(TFJS); fi
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: setup

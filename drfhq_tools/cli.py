@@ -144,7 +144,7 @@ def bench_cmd(
     translate_steps: Optional[int] = typer.Option(None, help="Inversion steps of the generator methods (default 300)."),
     translate_lpips: Optional[str] = typer.Option(None, help="LPIPS of those inversions: vgg (default) | alex."),
     lpips_net: Optional[str] = typer.Option(None, help="LPIPS backbone: alex (default) or vgg."),
-    identity: Optional[str] = typer.Option(None, help="Identity networks, comma list: auto (ArcFace first if imported, then dlib) | dlib | dlib-torch (same numbers, batched, GPU) | arcface."),
+    identity: Optional[str] = typer.Option(None, help="Identity networks, comma list (the first is identity_cosine, each other identity_cosine_<name>): auto (ArcFace first if imported, then dlib, then FaceRes if fetched) | dlib | dlib-torch (same numbers, batched, GPU) | arcface | faceres (HSE, VGGFace2-trained, offline via npm)."),
     identity_crop: Optional[str] = typer.Option(None, help="output: identity on each image's own face found again (default) | render: the render's landmarks on both."),
     workers: Optional[int] = typer.Option(None, help="DataLoader processes that decode and resize images (default 2; 0: none)."),
     resize: Optional[str] = typer.Option(None, help="External outputs of another size are resized to the dataset's with: lanczos (default) | bicubic | bilinear."),

@@ -21,10 +21,10 @@ from drfhq_tools.bench.slices import MAX_GROUPS, check_slices, slice_groups
 from drfhq_tools.bench.store import query
 from drfhq_tools.errors import DrfhqError, MissingWeightsError
 from drfhq_tools.io import sha256_file
-from drfhq_tools.models.identity import DlibIdentity
+from drfhq_tools.models.identity import DlibIdentity, identity_names
 from drfhq_tools.models.inception import InceptionFeatures
 from drfhq_tools.models.lpips_net import LpipsDistance, heads_from_flax, read_flax_checkpoint
-from drfhq_tools.models.weights import resolve
+from drfhq_tools.models.weights import resolve, try_resolve
 
 
 def _folder_images(folder):
@@ -138,6 +138,11 @@ def test_bench_slices_cache_and_tables(fixture_dataset, fixtures, tmp_path):
         assert by[(method, "kid", "all", "all")]["std"] is not None
     assert by[("input", "identity_cosine", "all", "all")]["value"] == pytest.approx(1.0)
     assert by[("input", "lpips", "all", "all")]["value"] == pytest.approx(0.0, abs=1e-6)
+    if "faceres" in identity_names("auto"):     # the second network, trained apart from dlib's (fetched where npm is)
+        faceres = by[("color-transfer", "identity_cosine_faceres", "all", "all")]
+        assert faceres["extractor"] == "hse-faceres-tfjs" and faceres["weights_sha256"] == try_resolve("faceres-bin").sha256
+        assert by[("input", "identity_cosine_faceres", "all", "all")]["value"] == pytest.approx(1.0)
+        assert 0.3 < faceres["value"] < 1.0
     for metric in ("fid_inf", "precision", "recall", "density", "coverage", "landmark_nme", "skin_delta_e"):
         assert by[("color-transfer", metric, "all", "all")]["value"] is not None, metric
     assert by[("input", "landmark_nme", "all", "all")]["value"] == 0.0 and by[("input", "skin_delta_e", "all", "all")]["value"] == 0.0
@@ -195,8 +200,9 @@ def test_query_cli_formats(fixture_dataset, fixtures, tmp_path):
     cli = [sys.executable, "-m", "drfhq_tools.cli", "query", str(tmp_path / "run")]
     sql = "SELECT metric, n, n_failed FROM results WHERE slice = 'all' ORDER BY metric"
     as_json = json.loads(subprocess.run([*cli, sql, "--format", "json"], capture_output=True, text=True, check=True).stdout)
+    faceres = ["identity_cosine_faceres"] if "faceres" in identity_names("auto") else []
     assert [r["metric"] for r in as_json] == sorted(["fid", "fid_inf", "kid", "precision", "recall", "density", "coverage",
-                                                      "identity_cosine", "lpips", "landmark_nme", "face_found", "skin_delta_e"])
+                                                      "identity_cosine", "lpips", "landmark_nme", "face_found", "skin_delta_e", *faceres])
     assert all(r["n"] + r.get("n_failed", 0) == 20 for r in as_json)
     as_csv = subprocess.run([*cli, sql, "--format", "csv"], capture_output=True, text=True, check=True).stdout
     assert as_csv.splitlines()[0] == "metric,n,n_failed"

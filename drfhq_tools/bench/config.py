@@ -21,7 +21,7 @@ class BenchConfig:
     baselines: tuple[str, ...] = ("input", "color-transfer")   # built-in names or NAME=DIR
     lpips_net: str = "alex"                        # alex | vgg
     lpips_random: bool = False                     # tests only: random backbone, rows named lpips_random
-    identity: str = "auto"                         # networks, comma list: auto (ArcFace if imported, then dlib) | dlib | dlib-torch | arcface
+    identity: str = "auto"                         # networks, comma list: auto (ArcFace if imported, dlib, FaceRes if fetched) | dlib | dlib-torch | arcface | faceres
     identity_crop: str = "output"                  # output: each image's own re-detected face | render: the render's landmarks for both
     slices: tuple[str, ...] = TAG_COLUMNS          # tags, source_dir or meta_<name> columns to slice by (slices.py)
     cross: tuple[str, ...] = ()                    # crossings, e.g. "gender*age_group"

