@@ -227,6 +227,43 @@ def paired_identity(identity, pairs, subsets: dict[str, list[str]]) -> list[str]
     return out
 
 
+def identity_by_network(run, rows, methods, pairs, networks: dict[str, str]) -> list[str]:
+    """A bench run scored by several identity networks (`networks`: name -> metric, e.g. {"faceres": "identity_cosine",
+    "dlib": "identity_cosine_dlib"}) -> markdown lines: which networks; per source folder and method, each network's
+    identity [CI] and LPIPS to the render; each pair's paired difference under each network, overall and per folder;
+    and how far the networks agree on the first pair, render by render."""
+    import pandas as pd
+
+    by = {(r["grp"], r["method"], r["metric"]): r for r in run.results}
+    first = {net: next(r for r in run.results if r["metric"] == metric) for net, metric in networks.items()}
+    folder = {r["id"]: str(Path(r["source_path"]).parent) for r in rows}
+    groups = ["all", *sorted(set(folder.values()))] if len(set(folder.values())) > 1 else ["all"]
+    cell = lambda r: f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+    lines = ["Networks: " + ", ".join(f"{net} = {r['extractor']} ({r['weights_sha256'][:12]})" for net, r in first.items())
+             + "; identity on each output's own face found again.", "",
+             "| renders | n | method | " + " | ".join(f"identity, {net} [95% CI]" for net in networks) + " | LPIPS to the render |",
+             "|---|---|---|" + "---|" * len(networks) + "---|"]
+    for g in groups:
+        for m in methods:
+            lines.append(f"| {g} | {by[(g, m, 'identity_cosine')]['n']} | {m} | "
+                         + " | ".join(cell(by[(g, m, metric)]) for metric in networks.values()) + f" | {by[(g, m, 'lpips')]['value']:.3f} |")
+    per_image = pd.DataFrame(run.per_image)
+    subsets = {"all": list(folder), **{g: [i for i in folder if folder[i] == g] for g in groups[1:]}}
+    lines += ["", "Paired (bootstrap, 10,000 resamples):"]
+    deltas = {}
+    for net, metric in networks.items():
+        identity = per_image[per_image.metric == metric].pivot_table(index="image_id", columns="method", values="value")
+        lines += ["", f"{net}:", *[f"- {p}" for p in paired_identity(identity, pairs, subsets)]]
+        deltas[net] = identity[pairs[0][0]] - identity[pairs[0][1]]
+    if len(networks) > 1:
+        both = pd.concat(deltas, axis=1).dropna()
+        a, b = list(networks)[:2]
+        lines += ["", f"Per render, {pairs[0][0]} - {pairs[0][1]}: {a} and {b} differences correlate at "
+                      f"r = {np.corrcoef(both[a], both[b])[0, 1]:.2f} over {len(both)} renders; they agree in sign on "
+                      f"{int((np.sign(both[a]) == np.sign(both[b])).sum())}."]
+    return lines
+
+
 def paired_interval(d: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """95% bootstrap interval of the mean of paired differences (NaN, NaN under two): bench's own bootstrap."""
     from drfhq_tools.bench.metrics import bootstrap_summary
