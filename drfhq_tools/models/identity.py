@@ -46,6 +46,14 @@ def warp_affine(rgb: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).transform((size, size), Image.AFFINE, inverse.flatten(), Image.BILINEAR))
 
 
+def template_crops(images: list[np.ndarray], landmarks68, size: int, margin: float = 1.0) -> np.ndarray:
+    """N x size x size x 3 uint8 crops: eyes, nose tip and mouth corners mapped (similarity) onto insightface's
+    5-point template, scaled about the crop's centre by `margin` (1: insightface's own 112-px crop) and to `size`."""
+    template = ((ARCFACE_TEMPLATE_112 - 56) * margin + 56) * size / 112
+    return np.stack([warp_affine(rgb, similarity_transform(arcface_points(lm), template), size)
+                     for rgb, lm in zip(images, landmarks68)])
+
+
 class DlibIdentity:
     name = "dlib-resnet-v1"
     preprocessing = "dlib-chip150-pad0.25-5pt"
@@ -116,9 +124,7 @@ class ArcFaceIdentity:
     def __call__(self, images: list[np.ndarray], landmarks5=None, landmarks68=None) -> np.ndarray:
         if not images:
             return np.zeros((0, 512))
-        crops = [warp_affine(rgb, similarity_transform(arcface_points(lm), ARCFACE_TEMPLATE_112), 112)
-                 for rgb, lm in zip(images, landmarks68)]
-        batch = ((np.stack(crops).astype(np.float32) - 127.5) / 127.5).transpose(0, 3, 1, 2)
+        batch = ((template_crops(images, landmarks68, 112).astype(np.float32) - 127.5) / 127.5).transpose(0, 3, 1, 2)
         self.calls += 1
         return self.session.run(None, {self.session.get_inputs()[0].name: np.ascontiguousarray(batch)})[0].astype(np.float64)
 
@@ -143,11 +149,9 @@ class FaceResIdentity:
         self.weights_sha256 = weights.sha256       # the graph file is pinned by its own sha256 in the registry
         self.device, self._torch, self.calls = device, torch, 0
         self.net = TfjsGraph(graph.path, output="global_pooling/Mean", shards={"faceres.bin": weights.path}).to(device).eval()
-        self.template = ((ARCFACE_TEMPLATE_112 - 56) * self.MARGIN + 56) * 2
 
     def crops(self, images: list[np.ndarray], landmarks68) -> np.ndarray:
-        return np.stack([warp_affine(rgb, similarity_transform(arcface_points(lm), self.template), 224)
-                         for rgb, lm in zip(images, landmarks68)])
+        return template_crops(images, landmarks68, 224, self.MARGIN)
 
     def __call__(self, images: list[np.ndarray], landmarks5=None, landmarks68=None) -> np.ndarray:
         if not images:

@@ -20,8 +20,7 @@ import torch
 from PIL import Image
 
 from drfhq_tools.models import faces
-from drfhq_tools.models.identity import (ARCFACE_TEMPLATE_112, DlibIdentity, FaceResIdentity, arcface_points,
-                                         similarity_transform, warp_affine)
+from drfhq_tools.models.identity import DlibIdentity, FaceResIdentity, template_crops
 from drfhq_tools.models.tfjs_graph import TfjsGraph
 from drfhq_tools.models.weights import home
 
@@ -53,11 +52,6 @@ def scores(e, who) -> str:
     return " | ".join(cells)
 
 
-def template_crops(images, lm68, scale, size):
-    template = ((ARCFACE_TEMPLATE_112 - 56) * scale + 56) * size / 112
-    return np.stack([warp_affine(rgb, similarity_transform(arcface_points(lm), template), size) for rgb, lm in zip(images, lm68)])
-
-
 def embed(net, x):
     with torch.no_grad():
         return net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).double().numpy()
@@ -85,14 +79,14 @@ lines = ["| set | network | crop | genuine | impostor | AUC | d' | centred: genu
 for set_name, (images, lm68, lm5, who) in sets.items():
     rows = [("dlib", "chip 150 px, padding 0.25", DlibIdentity()(images, lm5, lm68))]
     rows += [("faceres", f"template x{s}, 224 px" + (" (bench's)" if s == FaceResIdentity.MARGIN else ""),
-              embed(faceres.net, template_crops(images, lm68, s, 224))) for s in (1.0, 0.8, 0.65, 0.5)]
-    rows.append(("faceres-deep", "template x0.8, 224 px", embed(deep, template_crops(images, lm68, 0.8, 224))))
-    crops = template_crops(images, lm68, 1.0, 112)
+              embed(faceres.net, template_crops(images, lm68, 224, s))) for s in (1.0, 0.8, 0.65, 0.5)]
+    rows.append(("faceres-deep", "template x0.8, 224 px", embed(deep, template_crops(images, lm68, 224, 0.8))))
+    crops = template_crops(images, lm68, 112)
     rows += [("mobilefacenet", "template, 112 px, (x - 127.5) / 128", embed(mobilefacenet, (crops - 127.5) / 128)),
              ("mobilefacenet", "template, 112 px, x / 255", embed(mobilefacenet, crops / 255))]
     lines += [f"| {set_name}, {len(who)} faces | {net} | {crop} | {scores(e, who)} |" for net, crop, e in rows]
     print(f"{set_name}: {len(who)} faces found")
-assert np.allclose(embed(faceres.net, template_crops(*sets["real photos (1 x 8 against 40 x 1)"][:2], FaceResIdentity.MARGIN, 224)),
+assert np.allclose(embed(faceres.net, template_crops(*sets["real photos (1 x 8 against 40 x 1)"][:2], 224, FaceResIdentity.MARGIN)),
                    faceres(*sets["real photos (1 x 8 against 40 x 1)"][:1], None, sets["real photos (1 x 8 against 40 x 1)"][1]))
 text = "\n".join(lines) + "\n"
 (out / "verification.md").write_text(text)
